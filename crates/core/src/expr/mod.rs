@@ -1,0 +1,312 @@
+//! jq expressions, compiled once per definition and evaluated without IO.
+//!
+//! Serverless Workflow writes runtime expressions as `${ … }` strings. Fields whose type *is* a
+//! runtime expression (`if`, `when`, `for.in`, `input.from`, …) also accept the bare form without
+//! the braces; [`Expr::compile_loose`] handles those. Everything else (task arguments, `set`
+//! bodies, error fields) is a [`Template`]: a JSON value whose strings may embed expressions.
+//!
+//! Evaluation is bounded by a [`Budget`] so that a hostile or careless expression ends in a clear
+//! `expression` error instead of hanging or exhausting the process (see `budget.rs`).
+
+mod budget;
+mod convert;
+mod template;
+
+pub use budget::Budget;
+pub use template::Template;
+
+use std::sync::Arc;
+
+use jaq_core::load::{Arena, File, Loader};
+use jaq_core::{Compiler, Ctx, Vars};
+use serde_json::Value;
+
+use budget::BVal;
+
+type Data = jaq_core::data::JustLut<BVal>;
+type Filter = jaq_core::Filter<Data>;
+
+/// Variables every expression can see, in the order the interpreter supplies them.
+///
+/// `$__now` backs the shadowed `now` builtin so that expressions stay deterministic: the clock is
+/// an argument of `step()`, never read inside the core.
+pub const STANDARD_VARS: [&str; 8] = [
+    "$context", "$input", "$output", "$secrets", "$task", "$workflow", "$runtime", "$__now",
+];
+
+/// Definitions that replace impure builtins. Later definitions shadow earlier ones, so these win
+/// over the standard library's `now`, `env`, `halt`, … .
+const PRELUDE: &str = r#"
+def now: $__now;
+def env: {};
+def halt: error("halt is not available in workflow expressions");
+def halt_error: error("halt_error is not available in workflow expressions");
+def halt_error($code): error("halt_error is not available in workflow expressions");
+def input: error("input is not available in workflow expressions");
+def inputs: empty;
+def debug: .;
+def debug(msg): .;
+def stderr: .;
+def input_filename: null;
+"#;
+
+/// Longest expression source accepted, in bytes.
+pub const MAX_SOURCE_LEN: usize = 8 * 1024;
+
+/// Why an expression could not be compiled or evaluated.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExprError {
+    /// The source is not valid jq, or names something that does not exist.
+    #[error("cannot compile `{expr}`: {reason}")]
+    Compile { expr: String, reason: String },
+    /// jq raised an error while evaluating (`error(…)`, a type error, …).
+    #[error("evaluating `{expr}` failed: {reason}")]
+    Eval { expr: String, reason: String },
+    /// The evaluation used more than its budget of steps, memory or stack.
+    #[error("evaluating `{expr}` exceeded the expression budget: {reason}")]
+    Budget { expr: String, reason: String },
+    /// The expression produced a value that is not the type the field needs.
+    #[error("`{expr}` must produce {expected}, it produced {found}")]
+    Type {
+        expr: String,
+        expected: &'static str,
+        found: String,
+    },
+}
+
+/// A compiled jq expression together with the names of the variables it was compiled against.
+#[derive(Clone)]
+pub struct Expr {
+    source: Arc<str>,
+    filter: Arc<Filter>,
+    vars: Arc<[String]>,
+}
+
+impl std::fmt::Debug for Expr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Expr({:?})", self.source)
+    }
+}
+
+impl PartialEq for Expr {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source && self.vars == other.vars
+    }
+}
+
+/// The variables in scope at one point of a workflow: the standard ones plus those a `for`
+/// (`$item`, `$index`) or a `catch` (`$error`) introduces.
+#[derive(Debug, Clone, Default)]
+pub struct Scope {
+    vars: Vec<(String, Value)>,
+}
+
+impl Scope {
+    /// An empty scope; unset variables evaluate to `null`.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Binds `name` (with or without the leading `$`), replacing an earlier binding.
+    pub fn set(&mut self, name: &str, value: Value) {
+        let name = dollar(name);
+        if let Some(slot) = self.vars.iter_mut().find(|(n, _)| *n == name) {
+            slot.1 = value;
+        } else {
+            self.vars.push((name, value));
+        }
+    }
+
+    /// Returns a copy with `name` bound.
+    pub fn with(&self, name: &str, value: Value) -> Self {
+        let mut s = self.clone();
+        s.set(name, value);
+        s
+    }
+
+    /// The value bound to `name`, if any.
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        let name = dollar(name);
+        self.vars.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
+    }
+}
+
+fn dollar(name: &str) -> String {
+    if name.starts_with('$') {
+        name.to_owned()
+    } else {
+        format!("${name}")
+    }
+}
+
+/// Names of the non-standard variables visible at a point of the definition, used at compile
+/// time so that a reference to an unknown variable is a load error rather than a runtime one.
+#[derive(Debug, Clone, Default)]
+pub struct VarNames(Vec<String>);
+
+impl VarNames {
+    /// Adds a variable name (with or without `$`).
+    pub fn push(&mut self, name: &str) {
+        let name = dollar(name);
+        if !self.0.contains(&name) {
+            self.0.push(name);
+        }
+    }
+
+    /// A copy with extra names.
+    pub fn with<'a>(&self, names: impl IntoIterator<Item = &'a str>) -> Self {
+        let mut v = self.clone();
+        for n in names {
+            v.push(n);
+        }
+        v
+    }
+}
+
+/// If `s` is a `${ … }` runtime expression, returns the jq source inside the braces.
+pub fn strip_braces(s: &str) -> Option<&str> {
+    let t = s.trim();
+    t.strip_prefix("${")
+        .and_then(|r| r.strip_suffix('}'))
+        .map(str::trim)
+}
+
+impl Expr {
+    /// Compiles a `${ … }` expression, or a bare one for fields typed as runtime expressions.
+    pub fn compile_loose(source: &str, scope: &VarNames) -> Result<Self, ExprError> {
+        Self::compile(strip_braces(source).unwrap_or(source), scope)
+    }
+
+    /// Compiles jq source (without `${ }`).
+    pub fn compile(source: &str, scope: &VarNames) -> Result<Self, ExprError> {
+        let fail = |reason: String| ExprError::Compile {
+            expr: source.to_owned(),
+            reason,
+        };
+        if source.len() > MAX_SOURCE_LEN {
+            return Err(fail(format!(
+                "the expression is {} bytes long, the limit is {MAX_SOURCE_LEN}",
+                source.len()
+            )));
+        }
+        let mut names: Vec<String> = STANDARD_VARS.iter().map(|s| (*s).to_owned()).collect();
+        for n in &scope.0 {
+            if !names.contains(n) {
+                names.push(n.clone());
+            }
+        }
+        budget::reject_definitions(source).map_err(fail)?;
+        let code = format!("{PRELUDE}{}\n{source}", budget::TICKING_DEFS);
+        let prelude_lines = code.lines().count() - source.lines().count().max(1);
+        let arena = Arena::default();
+        let defs = jaq_core::defs()
+            .chain(jaq_std::defs())
+            .chain(jaq_json::defs());
+        let loader = Loader::new(defs);
+        let modules = loader
+            .load(&arena, File { code: &code, path: () })
+            .map_err(|errs| fail(describe_load_errors(&code, prelude_lines, &errs)))?;
+        let filter = Compiler::default()
+            .with_funs(budget::funs())
+            .with_global_vars(names.iter().map(String::as_str))
+            .compile(modules)
+            .map_err(|errs| {
+                let undefined: Vec<String> = errs
+                    .iter()
+                    .flat_map(|(_, es)| es.iter().map(|(name, u)| format!("{u:?} `{name}`")))
+                    .collect();
+                fail(format!("undefined {}", undefined.join(", ")))
+            })?;
+        Ok(Self {
+            source: source.into(),
+            filter: Arc::new(filter),
+            vars: names.into(),
+        })
+    }
+
+    /// The jq source.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Evaluates the expression and returns its first output (`null` if it produced none).
+    pub fn eval(&self, input: &Value, scope: &Scope, budget: &Budget) -> Result<Value, ExprError> {
+        let vars: Vec<BVal> = self
+            .vars
+            .iter()
+            .map(|n| scope.get(n).map_or(BVal::Null, convert::to_val))
+            .collect();
+        let input = convert::to_val(input);
+        let source = &self.source;
+        let outcome = budget::run_budgeted(budget, || {
+            let ctx = Ctx::<Data>::new(&self.filter.lut, Vars::new(vars));
+            let mut out = self.filter.id.run((ctx, input));
+            match out.next() {
+                None => Ok(Value::Null),
+                Some(Ok(v)) => convert::from_val(&v),
+                Some(Err(e)) => Err(match e.get_err() {
+                    Ok(err) => err.to_string(),
+                    Err(_) => "the expression halted".to_owned(),
+                }),
+            }
+        });
+        match outcome {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(reason)) => Err(ExprError::Eval {
+                expr: source.to_string(),
+                reason,
+            }),
+            Err(reason) => Err(ExprError::Budget {
+                expr: source.to_string(),
+                reason,
+            }),
+        }
+    }
+
+    /// Evaluates to a boolean as jq does: everything but `false` and `null` is true.
+    pub fn eval_bool(&self, input: &Value, scope: &Scope, budget: &Budget) -> Result<bool, ExprError> {
+        Ok(!matches!(
+            self.eval(input, scope, budget)?,
+            Value::Null | Value::Bool(false)
+        ))
+    }
+}
+
+fn describe_load_errors<P>(
+    code: &str,
+    prelude_lines: usize,
+    errs: &jaq_core::load::Errors<&str, P>,
+) -> String {
+    use jaq_core::load::Error;
+    let pos = |s: &str| -> String {
+        let offset = (s.as_ptr() as usize).saturating_sub(code.as_ptr() as usize);
+        let offset = offset.min(code.len());
+        let before = &code[..offset];
+        let line = before.matches('\n').count() + 1;
+        let line = line.saturating_sub(prelude_lines);
+        let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        format!("line {line}, column {col}")
+    };
+    let mut out = Vec::new();
+    for (_, e) in errs {
+        match e {
+            Error::Io(ios) => out.extend(ios.iter().map(|(p, m)| format!("{p}: {m}"))),
+            Error::Lex(ls) => out.extend(
+                ls.iter()
+                    .map(|(expect, at)| format!("expected {} at {}", expect.as_str(), pos(at))),
+            ),
+            Error::Parse(ps) => out.extend(ps.iter().map(|(expect, at)| {
+                let found = at.chars().take(12).collect::<String>();
+                if found.is_empty() {
+                    format!("expected {} at the end", expect.as_str())
+                } else {
+                    format!("expected {} at {} (found `{found}`)", expect.as_str(), pos(at))
+                }
+            })),
+        }
+    }
+    out.join("; ")
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,128 @@
+//! JSON values with embedded `${ … }` expressions.
+
+use serde_json::{Map, Value};
+
+use super::{Budget, Expr, ExprError, Scope, VarNames, strip_braces};
+
+/// A JSON value whose strings may be runtime expressions, compiled once.
+///
+/// Constant sub-trees are kept as plain values so that evaluating a template that holds no
+/// expression is a clone.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Template {
+    /// No expression anywhere below.
+    Const(Value),
+    /// A whole-string `${ … }` expression; its result replaces the string.
+    Expr(Expr),
+    /// An array with at least one expression inside.
+    Array(Vec<Template>),
+    /// An object with at least one expression inside (keys are literal).
+    Object(Vec<(String, Template)>),
+}
+
+impl Template {
+    /// Compiles every `${ … }` string inside `value`.
+    pub fn compile(value: &Value, scope: &VarNames) -> Result<Self, ExprError> {
+        Ok(match value {
+            Value::String(s) => match strip_braces(s) {
+                Some(src) => Self::Expr(Expr::compile(src, scope)?),
+                None => Self::Const(value.clone()),
+            },
+            Value::Array(items) => {
+                let items = items
+                    .iter()
+                    .map(|v| Self::compile(v, scope))
+                    .collect::<Result<Vec<_>, _>>()?;
+                if items.iter().all(|t| matches!(t, Self::Const(_))) {
+                    Self::Const(value.clone())
+                } else {
+                    Self::Array(items)
+                }
+            }
+            Value::Object(map) => {
+                let fields = map
+                    .iter()
+                    .map(|(k, v)| Ok((k.clone(), Self::compile(v, scope)?)))
+                    .collect::<Result<Vec<_>, ExprError>>()?;
+                if fields.iter().all(|(_, t)| matches!(t, Self::Const(_))) {
+                    Self::Const(value.clone())
+                } else {
+                    Self::Object(fields)
+                }
+            }
+            other => Self::Const(other.clone()),
+        })
+    }
+
+    /// Compiles a field typed as a runtime expression: a string is an expression with or without
+    /// `${ }`; any other value is a template.
+    pub fn compile_loose(value: &Value, scope: &VarNames) -> Result<Self, ExprError> {
+        match value {
+            Value::String(s) => Ok(Self::Expr(Expr::compile_loose(s, scope)?)),
+            other => Self::compile(other, scope),
+        }
+    }
+
+    /// True if evaluating needs no expression.
+    pub fn is_const(&self) -> bool {
+        matches!(self, Self::Const(_))
+    }
+
+    /// Evaluates every expression against `input` and returns the resulting value.
+    pub fn eval(&self, input: &Value, scope: &Scope, budget: &Budget) -> Result<Value, ExprError> {
+        Ok(match self {
+            Self::Const(v) => v.clone(),
+            Self::Expr(e) => e.eval(input, scope, budget)?,
+            Self::Array(items) => Value::Array(
+                items
+                    .iter()
+                    .map(|t| t.eval(input, scope, budget))
+                    .collect::<Result<_, _>>()?,
+            ),
+            Self::Object(fields) => {
+                let mut m = Map::with_capacity(fields.len());
+                for (k, t) in fields {
+                    m.insert(k.clone(), t.eval(input, scope, budget)?);
+                }
+                Value::Object(m)
+            }
+        })
+    }
+
+    /// Evaluates and requires a string result.
+    pub fn eval_string(
+        &self,
+        input: &Value,
+        scope: &Scope,
+        budget: &Budget,
+    ) -> Result<String, ExprError> {
+        match self.eval(input, scope, budget)? {
+            Value::String(s) => Ok(s),
+            other => Err(ExprError::Type {
+                expr: self.describe(),
+                expected: "a string",
+                found: type_name(&other).to_owned(),
+            }),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Self::Expr(e) => e.source().to_owned(),
+            Self::Const(v) => v.to_string(),
+            _ => "template".to_owned(),
+        }
+    }
+}
+
+/// The JSON type name of a value, for messages.
+pub fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}

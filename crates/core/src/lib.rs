@@ -1,0 +1,2 @@
+//! Baton's pure core.
+pub mod expr;
