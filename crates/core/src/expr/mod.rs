@@ -13,7 +13,7 @@ mod convert;
 mod template;
 
 pub use budget::Budget;
-pub use template::Template;
+pub use template::{Template, type_name};
 
 use std::sync::Arc;
 

@@ -1,0 +1,68 @@
+//! `call`, `emit` and `listen`: the tasks that talk to the outside.
+
+use crate::expr::Template;
+
+/// `call: http`.
+#[derive(Debug, Clone)]
+pub struct HttpCall {
+    pub method: Template,
+    /// The endpoint URI: a template with `{name}` placeholders, or an expression.
+    pub endpoint: EndpointUri,
+    pub headers: Option<Template>,
+    pub query: Option<Template>,
+    pub body: Option<Template>,
+    pub output: HttpOutput,
+    pub redirect: bool,
+    pub authentication: Option<Authentication>,
+}
+
+/// Where an HTTP call goes.
+#[derive(Debug, Clone)]
+pub enum EndpointUri {
+    /// A literal URI template whose `{name}` placeholders take top-level input fields.
+    Template(String),
+    /// A runtime expression producing the URI.
+    Expr(Template),
+}
+
+/// `output` of an HTTP call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HttpOutput {
+    /// The parsed body.
+    #[default]
+    Content,
+    /// `{request, statusCode, headers, content}`.
+    Response,
+    /// The body as base64.
+    Raw,
+}
+
+/// Supported endpoint authentication.
+#[derive(Debug, Clone)]
+pub enum Authentication {
+    Basic { username: Template, password: Template },
+    Bearer { token: Template },
+}
+
+/// `emit.event.with`: the CloudEvent attributes to send.
+#[derive(Debug, Clone)]
+pub struct EventTemplate {
+    pub with: Template,
+}
+
+/// How a `listen` task consumes events.
+#[derive(Debug, Clone)]
+pub enum ListenStrategy {
+    /// Every filter must match one event.
+    All(Vec<Template>),
+    /// Any filter matching one event completes the task.
+    Any(Vec<Template>),
+    /// Exactly one filter.
+    One(Template),
+}
+
+/// `listen.to`.
+#[derive(Debug, Clone)]
+pub struct ListenSpec {
+    pub strategy: ListenStrategy,
+}
