@@ -140,7 +140,12 @@ impl WorkflowError {
 
 impl std::fmt::Display for WorkflowError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} ({})", self.title.as_deref().unwrap_or("error"), self.status)?;
+        write!(
+            f,
+            "{} ({})",
+            self.title.as_deref().unwrap_or("error"),
+            self.status
+        )?;
         if let Some(d) = &self.detail {
             write!(f, ": {d}")?;
         }

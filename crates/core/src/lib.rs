@@ -11,6 +11,7 @@
 
 pub mod error;
 pub mod expr;
+pub mod interp;
 pub mod load;
 pub mod model;
 pub mod time;

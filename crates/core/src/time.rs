@@ -14,7 +14,10 @@ impl Timestamp {
 
     /// `self + d`, saturating.
     pub fn plus(self, d: Duration) -> Self {
-        Self(self.0.saturating_add(i64::try_from(d.0).unwrap_or(i64::MAX)))
+        Self(
+            self.0
+                .saturating_add(i64::try_from(d.0).unwrap_or(i64::MAX)),
+        )
     }
 
     /// How long from `earlier` to `self` (zero if `earlier` is later).
@@ -53,7 +56,9 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 }
 
 /// A non-negative span of time, in milliseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
 pub struct Duration(pub u64);
 
 impl Duration {
@@ -82,7 +87,9 @@ impl Duration {
     /// Years and months have no fixed length and are refused; weeks are 7 days, days 24 hours.
     pub fn parse_iso8601(s: &str) -> Result<Self, String> {
         let bad = |why: &str| format!("`{s}` is not an ISO 8601 duration: {why}");
-        let rest = s.strip_prefix('P').ok_or_else(|| bad("it must start with P"))?;
+        let rest = s
+            .strip_prefix('P')
+            .ok_or_else(|| bad("it must start with P"))?;
         if rest.is_empty() {
             return Err(bad("it has no components"));
         }
@@ -143,12 +150,18 @@ mod tests {
     #[test]
     fn iso8601_durations_parse() {
         assert_eq!(Duration::parse_iso8601("PT7S"), Ok(Duration::from_secs(7)));
-        assert_eq!(Duration::parse_iso8601("PT0.25S"), Ok(Duration::from_millis(250)));
+        assert_eq!(
+            Duration::parse_iso8601("PT0.25S"),
+            Ok(Duration::from_millis(250))
+        );
         assert_eq!(
             Duration::parse_iso8601("P1DT1H30M"),
             Ok(Duration::from_secs(86_400 + 5400))
         );
-        assert_eq!(Duration::parse_iso8601("P2W"), Ok(Duration::from_secs(14 * 86_400)));
+        assert_eq!(
+            Duration::parse_iso8601("P2W"),
+            Ok(Duration::from_secs(14 * 86_400))
+        );
         assert!(Duration::parse_iso8601("P1M").is_err());
         assert!(Duration::parse_iso8601("PT").is_err());
         assert!(Duration::parse_iso8601("7S").is_err());
@@ -158,6 +171,9 @@ mod tests {
     #[test]
     fn timestamps_format_as_rfc3339() {
         assert_eq!(Timestamp(0).to_rfc3339(), "1970-01-01T00:00:00.000Z");
-        assert_eq!(Timestamp(1_700_000_000_123).to_rfc3339(), "2023-11-14T22:13:20.123Z");
+        assert_eq!(
+            Timestamp(1_700_000_000_123).to_rfc3339(),
+            "2023-11-14T22:13:20.123Z"
+        );
     }
 }

@@ -18,7 +18,9 @@ pub(super) fn from_val(v: &Val) -> Result<Value, String> {
 
 fn convert(v: &Val, depth: usize) -> Result<Value, String> {
     if depth > MAX_DEPTH {
-        return Err(format!("the result is nested deeper than {MAX_DEPTH} levels"));
+        return Err(format!(
+            "the result is nested deeper than {MAX_DEPTH} levels"
+        ));
     }
     Ok(match v {
         Val::Null => Value::Null,

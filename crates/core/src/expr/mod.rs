@@ -31,7 +31,14 @@ type Filter = jaq_core::Filter<Data>;
 /// `$__now` backs the shadowed `now` builtin so that expressions stay deterministic: the clock is
 /// an argument of `step()`, never read inside the core.
 pub const STANDARD_VARS: [&str; 8] = [
-    "$context", "$input", "$output", "$secrets", "$task", "$workflow", "$runtime", "$__now",
+    "$context",
+    "$input",
+    "$output",
+    "$secrets",
+    "$task",
+    "$workflow",
+    "$runtime",
+    "$__now",
 ];
 
 /// Definitions that replace impure builtins. Later definitions shadow earlier ones, so these win
@@ -94,6 +101,22 @@ impl PartialEq for Expr {
     }
 }
 
+/// Supplies variable values at evaluation time. Only variables an expression mentions are asked
+/// for, so a binding that is costly to build (`$workflow.definition`) costs nothing when unused.
+pub trait Bindings {
+    /// The value of `$name` (`name` includes the `$`), or `None` for `null`.
+    fn get(&self, name: &str) -> Option<Value>;
+}
+
+impl Bindings for Scope {
+    fn get(&self, name: &str) -> Option<Value> {
+        self.vars
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    }
+}
+
 /// The variables in scope at one point of a workflow: the standard ones plus those a `for`
 /// (`$item`, `$index`) or a `catch` (`$error`) introduces.
 #[derive(Debug, Clone, Default)]
@@ -124,10 +147,9 @@ impl Scope {
         s
     }
 
-    /// The value bound to `name`, if any.
-    pub fn get(&self, name: &str) -> Option<&Value> {
-        let name = dollar(name);
-        self.vars.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
+    /// The bindings, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.vars.iter().map(|(n, v)| (n.as_str(), v))
     }
 }
 
@@ -204,7 +226,13 @@ impl Expr {
             .chain(jaq_json::defs());
         let loader = Loader::new(defs);
         let modules = loader
-            .load(&arena, File { code: &code, path: () })
+            .load(
+                &arena,
+                File {
+                    code: &code,
+                    path: (),
+                },
+            )
             .map_err(|errs| fail(describe_load_errors(&code, prelude_lines, &errs)))?;
         let filter = Compiler::default()
             .with_funs(budget::funs())
@@ -230,11 +258,24 @@ impl Expr {
     }
 
     /// Evaluates the expression and returns its first output (`null` if it produced none).
-    pub fn eval(&self, input: &Value, scope: &Scope, budget: &Budget) -> Result<Value, ExprError> {
+    pub fn eval(
+        &self,
+        input: &Value,
+        scope: &dyn Bindings,
+        budget: &Budget,
+    ) -> Result<Value, ExprError> {
         let vars: Vec<BVal> = self
             .vars
             .iter()
-            .map(|n| scope.get(n).map_or(BVal::Null, convert::to_val))
+            .map(|n| {
+                if self.source.contains(n.as_str())
+                    || (n == "$__now" && self.source.contains("now"))
+                {
+                    scope.get(n).map_or(BVal::Null, |v| convert::to_val(&v))
+                } else {
+                    BVal::Null
+                }
+            })
             .collect();
         let input = convert::to_val(input);
         let source = &self.source;
@@ -264,7 +305,12 @@ impl Expr {
     }
 
     /// Evaluates to a boolean as jq does: everything but `false` and `null` is true.
-    pub fn eval_bool(&self, input: &Value, scope: &Scope, budget: &Budget) -> Result<bool, ExprError> {
+    pub fn eval_bool(
+        &self,
+        input: &Value,
+        scope: &dyn Bindings,
+        budget: &Budget,
+    ) -> Result<bool, ExprError> {
         Ok(!matches!(
             self.eval(input, scope, budget)?,
             Value::Null | Value::Bool(false)
@@ -300,7 +346,11 @@ fn describe_load_errors<P>(
                 if found.is_empty() {
                     format!("expected {} at the end", expect.as_str())
                 } else {
-                    format!("expected {} at {} (found `{found}`)", expect.as_str(), pos(at))
+                    format!(
+                        "expected {} at {} (found `{found}`)",
+                        expect.as_str(),
+                        pos(at)
+                    )
                 }
             })),
         }

@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value};
 
-use super::{Budget, Expr, ExprError, Scope, VarNames, strip_braces};
+use super::{Bindings, Budget, Expr, ExprError, VarNames, strip_braces};
 
 /// A JSON value whose strings may be runtime expressions, compiled once.
 ///
@@ -69,7 +69,12 @@ impl Template {
     }
 
     /// Evaluates every expression against `input` and returns the resulting value.
-    pub fn eval(&self, input: &Value, scope: &Scope, budget: &Budget) -> Result<Value, ExprError> {
+    pub fn eval(
+        &self,
+        input: &Value,
+        scope: &dyn Bindings,
+        budget: &Budget,
+    ) -> Result<Value, ExprError> {
         Ok(match self {
             Self::Const(v) => v.clone(),
             Self::Expr(e) => e.eval(input, scope, budget)?,
@@ -93,7 +98,7 @@ impl Template {
     pub fn eval_string(
         &self,
         input: &Value,
-        scope: &Scope,
+        scope: &dyn Bindings,
         budget: &Budget,
     ) -> Result<String, ExprError> {
         match self.eval(input, scope, budget)? {

@@ -29,7 +29,10 @@ fn variables_come_from_the_scope() {
     let mut scope = Scope::new();
     scope.set("item", json!(2));
     scope.set("$input", json!({"n": 3}));
-    assert_eq!(e.eval(&json!(null), &scope, &Budget::default()), Ok(json!(5)));
+    assert_eq!(
+        e.eval(&json!(null), &scope, &Budget::default()),
+        Ok(json!(5))
+    );
 }
 
 #[test]
@@ -48,7 +51,10 @@ fn syntax_errors_say_where() {
 #[test]
 fn jq_errors_are_eval_errors() {
     let err = eval(r#"error("boom")"#, json!(null)).expect_err("must fail");
-    assert!(matches!(err, ExprError::Eval { ref reason, .. } if reason.contains("boom")), "{err}");
+    assert!(
+        matches!(err, ExprError::Eval { ref reason, .. } if reason.contains("boom")),
+        "{err}"
+    );
 }
 
 #[test]
@@ -56,7 +62,10 @@ fn impure_builtins_are_neutralised() {
     let e = Expr::compile("now", &VarNames::default()).expect("compiles");
     let mut scope = Scope::new();
     scope.set("$__now", json!(1234.5));
-    assert_eq!(e.eval(&json!(null), &scope, &Budget::default()), Ok(json!(1234.5)));
+    assert_eq!(
+        e.eval(&json!(null), &scope, &Budget::default()),
+        Ok(json!(1234.5))
+    );
     assert_eq!(eval("env", json!(null)), Ok(json!({})));
     assert!(eval("halt", json!(null)).is_err());
 }
@@ -84,8 +93,14 @@ fn runaway_loops_hit_the_budget() {
 #[test]
 fn bounded_loops_fit_the_budget() {
     assert_eq!(eval("[range(5)]", json!(null)), Ok(json!([0, 1, 2, 3, 4])));
-    assert_eq!(eval("[limit(3; repeat(7))]", json!(null)), Ok(json!([7, 7, 7])));
-    assert_eq!(eval("[.[] | select(. > 1)]", json!([1, 2, 3])), Ok(json!([2, 3])));
+    assert_eq!(
+        eval("[limit(3; repeat(7))]", json!(null)),
+        Ok(json!([7, 7, 7]))
+    );
+    assert_eq!(
+        eval("[.[] | select(. > 1)]", json!([1, 2, 3])),
+        Ok(json!([2, 3]))
+    );
     assert_eq!(eval("until(. > 100; . * 2)", json!(1)), Ok(json!(128)));
 }
 
@@ -94,7 +109,10 @@ fn user_definitions_are_rejected() {
     let err = Expr::compile("def f: f; f", &VarNames::default()).expect_err("must fail");
     assert!(err.to_string().contains("`def`"), "{err}");
     // The word inside a string or as part of a name is fine.
-    assert_eq!(eval(r#""def" + .undefined_x"#, json!({"undefined_x": "!"})), Ok(json!("def!")));
+    assert_eq!(
+        eval(r#""def" + .undefined_x"#, json!({"undefined_x": "!"})),
+        Ok(json!("def!"))
+    );
 }
 
 #[test]

@@ -81,7 +81,11 @@ fn first_line(s: &str) -> String {
 }
 
 /// Loads a workflow from text.
-pub fn load_str(text: &str, format: Format, resolver: &dyn Resolver) -> Result<Workflow, LoadError> {
+pub fn load_str(
+    text: &str,
+    format: Format,
+    resolver: &dyn Resolver,
+) -> Result<Workflow, LoadError> {
     let value = parse_text(text, format)?;
     load_value(value, resolver)
 }
@@ -92,7 +96,9 @@ pub fn load_value(value: Value, resolver: &dyn Resolver) -> Result<Workflow, Loa
     check_keys(
         root,
         "",
-        &["document", "input", "use", "do", "timeout", "output", "schedule", "evaluate"],
+        &[
+            "document", "input", "use", "do", "timeout", "output", "schedule", "evaluate",
+        ],
     )?;
     if root.contains_key("schedule") {
         return Err(LoadError::unsupported(
@@ -140,7 +146,16 @@ fn document(v: Option<&Value>) -> Result<DocumentInfo, LoadError> {
     check_keys(
         m,
         "/document",
-        &["dsl", "namespace", "name", "version", "title", "summary", "tags", "metadata"],
+        &[
+            "dsl",
+            "namespace",
+            "name",
+            "version",
+            "title",
+            "summary",
+            "tags",
+            "metadata",
+        ],
     )?;
     let req = |k: &str| -> Result<String, LoadError> {
         m.get(k)
@@ -209,10 +224,16 @@ impl<'r> Loader<'r> {
             ],
         )?;
         if m.contains_key("extensions") {
-            return Err(LoadError::unsupported("/use/extensions", "`use.extensions`"));
+            return Err(LoadError::unsupported(
+                "/use/extensions",
+                "`use.extensions`",
+            ));
         }
         if m.contains_key("catalogs") {
-            return Err(LoadError::unsupported("/use/catalogs", "`use.catalogs` (function catalogs)"));
+            return Err(LoadError::unsupported(
+                "/use/catalogs",
+                "`use.catalogs` (function catalogs)",
+            ));
         }
         let named = |k: &str| -> Result<HashMap<String, Value>, LoadError> {
             match m.get(k) {
@@ -295,13 +316,18 @@ impl<'r> Loader<'r> {
                 let uri = match r {
                     Value::Object(o) => o.get("endpoint").and_then(|e| match e {
                         Value::String(s) => Some(s.clone()),
-                        Value::Object(eo) => eo.get("uri").and_then(Value::as_str).map(str::to_owned),
+                        Value::Object(eo) => {
+                            eo.get("uri").and_then(Value::as_str).map(str::to_owned)
+                        }
                         _ => None,
                     }),
                     _ => None,
                 }
                 .ok_or_else(|| {
-                    LoadError::invalid(&format!("{path}/resource"), "`resource.endpoint` is required")
+                    LoadError::invalid(
+                        &format!("{path}/resource"),
+                        "`resource.endpoint` is required",
+                    )
                 })?;
                 self.resolver
                     .resolve(&uri)
@@ -322,7 +348,11 @@ impl<'r> Loader<'r> {
         })
     }
 
-    pub(crate) fn timeout(&self, v: Option<&Value>, path: &str) -> Result<Option<Duration>, LoadError> {
+    pub(crate) fn timeout(
+        &self,
+        v: Option<&Value>,
+        path: &str,
+    ) -> Result<Option<Duration>, LoadError> {
         let Some(v) = v else { return Ok(None) };
         let (def, def_path) = match v {
             Value::String(name) => (
@@ -351,7 +381,11 @@ pub(crate) fn duration(v: &Value, path: &str) -> Result<Duration, LoadError> {
         )),
         Value::String(s) => Duration::parse_iso8601(s).map_err(|e| LoadError::invalid(path, e)),
         Value::Object(m) => {
-            check_keys(m, path, &["days", "hours", "minutes", "seconds", "milliseconds"])?;
+            check_keys(
+                m,
+                path,
+                &["days", "hours", "minutes", "seconds", "milliseconds"],
+            )?;
             let mut ms: u64 = 0;
             for (k, unit) in [
                 ("days", 86_400_000u64),
@@ -362,31 +396,51 @@ pub(crate) fn duration(v: &Value, path: &str) -> Result<Duration, LoadError> {
             ] {
                 if let Some(n) = m.get(k) {
                     let n = n.as_u64().ok_or_else(|| {
-                        LoadError::invalid(&format!("{path}/{k}"), "a non-negative integer is required")
+                        LoadError::invalid(
+                            &format!("{path}/{k}"),
+                            "a non-negative integer is required",
+                        )
                     })?;
                     ms = ms.saturating_add(n.saturating_mul(unit));
                 }
             }
             if m.is_empty() {
-                return Err(LoadError::invalid(path, "a duration needs at least one unit"));
+                return Err(LoadError::invalid(
+                    path,
+                    "a duration needs at least one unit",
+                ));
             }
             Ok(Duration::from_millis(ms))
         }
-        _ => Err(LoadError::invalid(path, "a duration is an ISO 8601 string or an object")),
+        _ => Err(LoadError::invalid(
+            path,
+            "a duration is an ISO 8601 string or an object",
+        )),
     }
 }
 
 pub(crate) fn object<'v>(v: &'v Value, path: &str) -> Result<&'v Map<String, Value>, LoadError> {
-    v.as_object()
-        .ok_or_else(|| LoadError::invalid(path, format!("an object is required, found {}", crate::expr::type_name(v))))
+    v.as_object().ok_or_else(|| {
+        LoadError::invalid(
+            path,
+            format!("an object is required, found {}", crate::expr::type_name(v)),
+        )
+    })
 }
 
-pub(crate) fn check_keys(m: &Map<String, Value>, path: &str, allowed: &[&str]) -> Result<(), LoadError> {
+pub(crate) fn check_keys(
+    m: &Map<String, Value>,
+    path: &str,
+    allowed: &[&str],
+) -> Result<(), LoadError> {
     for k in m.keys() {
         if !allowed.contains(&k.as_str()) {
             return Err(LoadError::invalid(
                 &format!("{path}/{}", escape(k)),
-                format!("unknown property `{k}` (expected one of: {})", allowed.join(", ")),
+                format!(
+                    "unknown property `{k}` (expected one of: {})",
+                    allowed.join(", ")
+                ),
             ));
         }
     }

@@ -26,29 +26,44 @@ fn syntax_errors_carry_line_and_column() {
 
 #[test]
 fn unknown_properties_are_named_with_their_path() {
-    let err = load(&format!("{HEAD}do:\n  - a:\n      set: {{x: 1}}\n      thn: end\n")).expect_err("typo");
+    let err = load(&format!(
+        "{HEAD}do:\n  - a:\n      set: {{x: 1}}\n      thn: end\n"
+    ))
+    .expect_err("typo");
     assert_eq!(err.path, "/do/0/a/thn");
     assert!(err.to_string().contains("unknown property `thn`"), "{err}");
 }
 
 #[test]
 fn unsupported_features_are_rejected_by_name() {
-    let err = load(&format!("{HEAD}do:\n  - a:\n      run:\n        container: {{image: x}}\n")).expect_err("run");
+    let err = load(&format!(
+        "{HEAD}do:\n  - a:\n      run:\n        container: {{image: x}}\n"
+    ))
+    .expect_err("run");
     assert_eq!(err.kind, LoadErrorKind::Unsupported);
     assert_eq!(err.path, "/do/0/a/run/container");
-    let err = load(&format!("{HEAD}do:\n  - a:\n      call: grpc\n      with: {{}}\n")).expect_err("grpc");
+    let err = load(&format!(
+        "{HEAD}do:\n  - a:\n      call: grpc\n      with: {{}}\n"
+    ))
+    .expect_err("grpc");
     assert!(err.to_string().contains("call: grpc"), "{err}");
 }
 
 #[test]
 fn then_targets_must_exist() {
-    let err = load(&format!("{HEAD}do:\n  - a:\n      set: {{}}\n      then: nowhere\n")).expect_err("target");
+    let err = load(&format!(
+        "{HEAD}do:\n  - a:\n      set: {{}}\n      then: nowhere\n"
+    ))
+    .expect_err("target");
     assert!(err.to_string().contains("`then: nowhere`"), "{err}");
 }
 
 #[test]
 fn expressions_are_compiled_at_load() {
-    let err = load(&format!("{HEAD}do:\n  - a:\n      set: {{x: '${{ .a + }}'}}\n")).expect_err("jq");
+    let err = load(&format!(
+        "{HEAD}do:\n  - a:\n      set: {{x: '${{ .a + }}'}}\n"
+    ))
+    .expect_err("jq");
     assert_eq!(err.path, "/do/0/a/set");
     assert!(err.to_string().contains("cannot compile"), "{err}");
 }
@@ -60,8 +75,16 @@ fn reusable_errors_and_retries_resolve() {
     ))
     .expect("loads");
     let t = wf.task(wf.list(wf.root)[0]);
-    let crate::model::TaskKind::Try { catch, .. } = &t.kind else { panic!("try") };
+    let crate::model::TaskKind::Try { catch, .. } = &t.kind else {
+        panic!("try")
+    };
     assert_eq!(catch.retry.as_ref().and_then(|r| r.max_retries), Some(2));
-    let err = load(&format!("{HEAD}do:\n  - x:\n      raise: {{error: missing}}\n")).expect_err("ref");
-    assert!(err.to_string().contains("no error named `missing`"), "{err}");
+    let err = load(&format!(
+        "{HEAD}do:\n  - x:\n      raise: {{error: missing}}\n"
+    ))
+    .expect_err("ref");
+    assert!(
+        err.to_string().contains("no error named `missing`"),
+        "{err}"
+    );
 }

@@ -40,8 +40,13 @@ pub enum HttpOutput {
 /// Supported endpoint authentication.
 #[derive(Debug, Clone)]
 pub enum Authentication {
-    Basic { username: Template, password: Template },
-    Bearer { token: Template },
+    Basic {
+        username: Template,
+        password: Template,
+    },
+    Bearer {
+        token: Template,
+    },
 }
 
 /// `emit.event.with`: the CloudEvent attributes to send.

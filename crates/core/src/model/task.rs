@@ -3,7 +3,7 @@
 use crate::expr::{Expr, Template};
 use crate::time::Duration;
 
-use super::{DataIn, DataOut, HttpCall, EventTemplate, ListenSpec, ListId};
+use super::{DataIn, DataOut, EventTemplate, HttpCall, ListId, ListenSpec};
 
 /// What happens after a task: `then`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -66,13 +66,22 @@ pub enum TaskKind {
     Set(Template),
     Switch(Vec<SwitchCase>),
     For(ForLoop),
-    Fork { branches: ListId, compete: bool },
-    Try { body: ListId, catch: Box<Catch> },
+    Fork {
+        branches: ListId,
+        compete: bool,
+    },
+    Try {
+        body: ListId,
+        catch: Box<Catch>,
+    },
     Wait(Duration),
     Raise(ErrorTemplate),
     CallHttp(Box<HttpCall>),
     /// A named function (native, or declared in the app); runs as an activity with `with` as input.
-    CallFunction { function: String, args: Template },
+    CallFunction {
+        function: String,
+        args: Template,
+    },
     Emit(EventTemplate),
     Listen(ListenSpec),
 }

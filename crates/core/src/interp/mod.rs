@@ -1,0 +1,316 @@
+//! The interpreter: a pure state machine over one workflow instance.
+//!
+//! [`step`] takes the instance's [`Instance`] state, one [`Input`] and the current time, and
+//! returns a [`Step`]: the next state, the [`Effect`]s the shell must carry out (calls, timers,
+//! events, completion) and a trace of the tasks that started and finished. Pure tasks (`set`,
+//! `switch`, expressions, `raise`, `emit`) run to completion inside one step; only what leaves
+//! the interpreter (a call, a timer, an awaited event) suspends the instance.
+//!
+//! ```
+//! use baton_core::interp::{self, Effect, Env, Input, Instance};
+//! use baton_core::{Format, NoResolver, Timestamp, load_str};
+//!
+//! let wf = load_str(
+//!     "document: {dsl: '1.0.0', namespace: demo, name: hello, version: '1.0.0'}\n\
+//!      do:\n  - greet:\n      set: {greeting: '${ \"Hello \" + .name }'}\n",
+//!     Format::Yaml,
+//!     &NoResolver,
+//! )
+//! .unwrap();
+//! let env = Env::new(&wf, "0123456789abcdef0123456789abcdef");
+//! let start = Input::Start { input: serde_json::json!({"name": "Ada"}), seed: 7 };
+//! let step = interp::step(&env, &Instance::default(), start, Timestamp(0));
+//! assert!(matches!(
+//!     step.effects.last(),
+//!     Some(Effect::Complete { output }) if output["greeting"] == "Hello Ada"
+//! ));
+//! ```
+
+mod call;
+mod exec;
+mod frames;
+mod vars;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::WorkflowError;
+use crate::expr::Budget;
+use crate::model::{HttpOutput, Workflow};
+use crate::time::Timestamp;
+
+pub use frames::Frame;
+
+/// Identifies one suspended operation (a call, a timer, a subscription) of an instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Token(pub u64);
+
+impl std::fmt::Display for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// Where an instance is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Status {
+    #[default]
+    Pending,
+    Running,
+    Completed,
+    Faulted,
+    Cancelled,
+}
+
+impl Status {
+    /// True once nothing more will happen.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Completed | Self::Faulted | Self::Cancelled)
+    }
+
+    /// The name used on the wire and in storage.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Running => "running",
+            Self::Completed => "completed",
+            Self::Faulted => "faulted",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// Everything a step needs besides the state that is not persisted with it.
+#[derive(Debug, Clone)]
+pub struct Env<'a> {
+    pub workflow: &'a Workflow,
+    pub instance_id: &'a str,
+    /// `$secrets`.
+    pub secrets: Value,
+    /// `$runtime.metadata`.
+    pub runtime_metadata: Value,
+    pub budget: Budget,
+}
+
+impl<'a> Env<'a> {
+    /// An environment with no secrets and the default budget.
+    pub fn new(workflow: &'a Workflow, instance_id: &'a str) -> Self {
+        Self {
+            workflow,
+            instance_id,
+            secrets: Value::Object(Default::default()),
+            runtime_metadata: Value::Object(Default::default()),
+            budget: Budget::default(),
+        }
+    }
+}
+
+/// One thing that happened to an instance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Input {
+    /// Start the instance. `seed` drives every random choice (retry jitter, event ids).
+    Start { input: Value, seed: u64 },
+    /// A call the instance asked for has finished.
+    CallCompleted { token: Token, result: CallResult },
+    /// A timer the instance started has fired.
+    TimerFired { token: Token },
+    /// An event arrived (a CloudEvent as JSON).
+    Event { event: Value },
+    /// Stop the instance.
+    Cancel { reason: String },
+}
+
+/// What a call returned.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum CallResult {
+    /// A named function's output.
+    Value(Value),
+    /// An HTTP exchange; the core turns it into output or a `communication` error.
+    Http(HttpResponse),
+    /// The call could not be made or the function failed.
+    Failed(WorkflowError),
+}
+
+/// An HTTP response as the shell received it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    /// The body: parsed JSON for JSON content types, otherwise the text (`null` if empty).
+    pub content: Value,
+    /// The body as base64, for `output: raw`.
+    pub raw_base64: String,
+}
+
+/// An HTTP request the shell must send.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HttpRequest {
+    pub method: String,
+    pub uri: String,
+    pub headers: Vec<(String, String)>,
+    pub query: Vec<(String, String)>,
+    pub body: Option<Value>,
+    pub redirect: bool,
+    /// Kept so the response can be shaped (`output: response` echoes the request).
+    #[serde(skip)]
+    pub output: HttpOutput,
+}
+
+/// A call the shell must make.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum CallRequest {
+    Http(HttpRequest),
+    /// A named function with its arguments (the task's evaluated `with`).
+    Function {
+        name: String,
+        args: Value,
+    },
+}
+
+/// What the shell must do after a step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Effect {
+    /// Make a call and report it back with [`Input::CallCompleted`].
+    Call {
+        token: Token,
+        /// The calling task's reference.
+        task: String,
+        request: CallRequest,
+        /// Stable for this call attempt: instance id, task reference and token.
+        idempotency_key: String,
+    },
+    /// Forget a call whose result is no longer wanted.
+    CancelCall { token: Token },
+    /// Fire [`Input::TimerFired`] at `due`.
+    StartTimer { token: Token, due: Timestamp },
+    /// Forget a timer.
+    CancelTimer { token: Token },
+    /// Publish a CloudEvent.
+    Emit { event: Value },
+    /// Start delivering events to the instance.
+    Subscribe { token: Token },
+    /// Stop delivering events for this subscription.
+    Unsubscribe { token: Token },
+    /// The instance completed with this output.
+    Complete { output: Value },
+    /// The instance faulted.
+    Fault { error: WorkflowError },
+    /// The instance was cancelled.
+    Cancelled { reason: String },
+}
+
+/// A task starting or finishing, for logs, history and tests.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TraceEvent {
+    pub at: Timestamp,
+    pub task: String,
+    pub name: String,
+    pub kind: TraceKind,
+}
+
+/// What happened to the task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TraceKind {
+    Started,
+    Completed,
+    Skipped,
+    Faulted,
+    Cancelled,
+}
+
+/// The persisted state of one instance.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Instance {
+    pub status: Status,
+    /// The raw workflow input.
+    pub input: Value,
+    /// `$context`.
+    pub context: Value,
+    pub started_at: Option<Timestamp>,
+    pub output: Option<Value>,
+    pub error: Option<WorkflowError>,
+    pub(crate) root: Option<Frame>,
+    pub(crate) workflow_timeout: Option<Token>,
+    pub(crate) next_token: u64,
+    pub(crate) seed: u64,
+    pub(crate) draws: u64,
+}
+
+/// The result of [`step`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    pub next: Instance,
+    pub effects: Vec<Effect>,
+    pub trace: Vec<TraceEvent>,
+}
+
+/// Applies `input` to `state` at time `now`. Pure: the same arguments give the same result.
+pub fn step(env: &Env<'_>, state: &Instance, input: Input, now: Timestamp) -> Step {
+    let mut next = state.clone();
+    let (effects, trace) = next.apply(env, input, now);
+    Step {
+        next,
+        effects,
+        trace,
+    }
+}
+
+impl Instance {
+    /// Applies `input` in place; the in-place form of [`step`] for shells that own the state.
+    pub fn apply(
+        &mut self,
+        env: &Env<'_>,
+        input: Input,
+        now: Timestamp,
+    ) -> (Vec<Effect>, Vec<TraceEvent>) {
+        let mut cx = exec::Cx::new(env, now);
+        exec::apply(&mut cx, self, input);
+        (compact(cx.effects), cx.trace)
+    }
+}
+
+/// Drops timers and calls started and cancelled within the same step: a task with a timeout
+/// that completes without suspending never reaches the shell's timer wheel.
+fn compact(effects: Vec<Effect>) -> Vec<Effect> {
+    use std::collections::HashSet;
+    let started: HashSet<Token> = effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::StartTimer { token, .. }
+            | Effect::Call { token, .. }
+            | Effect::Subscribe { token } => Some(*token),
+            _ => None,
+        })
+        .collect();
+    let cancelled: HashSet<Token> = effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::CancelTimer { token }
+            | Effect::CancelCall { token }
+            | Effect::Unsubscribe { token }
+                if started.contains(token) =>
+            {
+                Some(*token)
+            }
+            _ => None,
+        })
+        .collect();
+    if cancelled.is_empty() {
+        return effects;
+    }
+    effects
+        .into_iter()
+        .filter(|e| match e {
+            Effect::StartTimer { token, .. }
+            | Effect::Call { token, .. }
+            | Effect::Subscribe { token }
+            | Effect::CancelTimer { token }
+            | Effect::CancelCall { token }
+            | Effect::Unsubscribe { token } => !cancelled.contains(token),
+            _ => true,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;
