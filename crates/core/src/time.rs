@@ -125,7 +125,7 @@ impl Duration {
         if !num.is_empty() || !seen_any {
             return Err(bad("a number has no unit"));
         }
-        if !total_ms.is_finite() || total_ms < 0.0 || total_ms > 1e15 {
+        if !total_ms.is_finite() || !(0.0..=1e15).contains(&total_ms) {
             return Err(bad("it is out of range"));
         }
         Ok(Self(total_ms.round() as u64))

@@ -98,7 +98,7 @@ fn percent_encode(s: &str) -> String {
 }
 
 /// Standard base64 (RFC 4648) — twenty lines do not justify a dependency in the core.
-pub(crate) fn base64(bytes: &[u8]) -> String {
+pub fn base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
@@ -125,7 +125,9 @@ pub(crate) fn shape_response(
     response: HttpResponse,
     task_reference: &str,
 ) -> Result<Value, WorkflowError> {
-    if !(200..300).contains(&response.status) {
+    // `redirect: true` accepts 3xx answers as results; they are never followed automatically.
+    let ok = if request.redirect { 200..400 } else { 200..300 };
+    if !ok.contains(&response.status) {
         let mut err = WorkflowError::new(
             ErrorKind::Communication,
             task_reference,
@@ -135,11 +137,10 @@ pub(crate) fn shape_response(
             ),
         )
         .with_status(response.status);
-        if let Value::Object(body) = &response.content {
-            if let Some(Value::String(t)) = body.get("title") {
+        if let Value::Object(body) = &response.content
+            && let Some(Value::String(t)) = body.get("title") {
                 err.title = Some(t.clone());
             }
-        }
         return Err(err);
     }
     Ok(match request.output {

@@ -533,8 +533,8 @@ fn finish_task(cx: &mut Cx<'_>, frame: &Frame, o: Outcome) -> Outcome {
 }
 
 fn resume_task(cx: &mut Cx<'_>, frame: &mut Frame, ev: &Ev) -> Option<Option<Outcome>> {
-    if let Ev::Timer(t) = ev {
-        if frame.timeout == Some(*t) {
+    if let Ev::Timer(t) = ev
+        && frame.timeout == Some(*t) {
             frame.timeout = None;
             cancel_body(cx, &frame.body);
             let task = cx.env.workflow.task(frame.task);
@@ -550,7 +550,6 @@ fn resume_task(cx: &mut Cx<'_>, frame: &mut Frame, ev: &Ev) -> Option<Option<Out
             );
             return Some(Some(finish_task(cx, frame, Outcome::Failed(e))));
         }
-    }
     let o = resume_body(cx, frame, ev)?;
     Some(o.map(|o| finish_task(cx, frame, o)))
 }
@@ -965,12 +964,11 @@ fn resume_fork(
 ) -> Option<Option<Outcome>> {
     let mut hit = None;
     for (i, b) in branches.iter_mut().enumerate() {
-        if let Branch::Running(f) = b {
-            if let Some(r) = resume_task(cx, f, ev) {
+        if let Branch::Running(f) = b
+            && let Some(r) = resume_task(cx, f, ev) {
                 hit = Some((i, r));
                 break;
             }
-        }
     }
     let (i, r) = hit?;
     let Some(o) = r else { return Some(None) };

@@ -39,6 +39,8 @@ use crate::expr::Budget;
 use crate::model::{HttpOutput, Workflow};
 use crate::time::Timestamp;
 
+pub use call::base64;
+pub use exec::retry_delay;
 pub use frames::Frame;
 
 /// Identifies one suspended operation (a call, a timer, a subscription) of an instance.

@@ -34,7 +34,8 @@ impl LoadError {
         Self::new(LoadErrorKind::Unsupported, path, message)
     }
 
-    pub(crate) fn new(kind: LoadErrorKind, path: &str, message: impl Into<String>) -> Self {
+    /// An error of `kind` at `path`.
+    pub fn new(kind: LoadErrorKind, path: &str, message: impl Into<String>) -> Self {
         Self {
             kind,
             file: None,

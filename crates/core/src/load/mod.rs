@@ -76,8 +76,15 @@ pub fn parse_text(text: &str, format: Format) -> Result<Value, LoadError> {
     }
 }
 
+/// The parser's message without its own "error: line N column M:" prefix (the position is
+/// reported separately).
 fn first_line(s: &str) -> String {
-    s.lines().next().unwrap_or(s).to_owned()
+    let line = s.lines().next().unwrap_or(s);
+    let line = line.strip_prefix("error: ").unwrap_or(line);
+    match line.strip_prefix("line ").and_then(|r| r.split_once(": ")) {
+        Some((pos, rest)) if pos.contains("column") => rest.to_owned(),
+        _ => line.to_owned(),
+    }
 }
 
 /// Loads a workflow from text.
@@ -302,14 +309,13 @@ impl<'r> Loader<'r> {
     fn schema(&self, v: &Value, path: &str) -> Result<Schema, LoadError> {
         let m = object(v, path)?;
         check_keys(m, path, &["format", "document", "resource"])?;
-        if let Some(f) = m.get("format").and_then(Value::as_str) {
-            if f != "json" && !f.starts_with("json:") {
+        if let Some(f) = m.get("format").and_then(Value::as_str)
+            && f != "json" && !f.starts_with("json:") {
                 return Err(LoadError::unsupported(
                     &format!("{path}/format"),
                     format!("schema format `{f}` (only JSON Schema is supported)"),
                 ));
             }
-        }
         let document = match (m.get("document"), m.get("resource")) {
             (Some(d), None) => d.clone(),
             (None, Some(r)) => {

@@ -135,7 +135,7 @@ impl Loader<'_> {
             }
             "for" => {
                 check(m, path, &["for", "while", "do"])?;
-                TaskKind::For(self.for_loop(m, path, scope)?)
+                TaskKind::For(Box::new(self.for_loop(m, path, scope)?))
             }
             "fork" => {
                 check(m, path, &["fork"])?;
@@ -184,7 +184,7 @@ impl Loader<'_> {
                 let e = r
                     .get("error")
                     .ok_or_else(|| LoadError::invalid(&p, "`error` is required"))?;
-                TaskKind::Raise(self.error_template(e, &format!("{p}/error"), scope)?)
+                TaskKind::Raise(Box::new(self.error_template(e, &format!("{p}/error"), scope)?))
             }
             "call" => {
                 check(m, path, &["call", "with"])?;
@@ -790,14 +790,13 @@ impl Loader<'_> {
     fn listen(&self, v: &Value, path: &str, scope: &VarNames) -> Result<ListenSpec, LoadError> {
         let m = object(v, path)?;
         check_keys(m, path, &["to", "read"])?;
-        if let Some(r) = m.get("read") {
-            if r.as_str() != Some("data") {
+        if let Some(r) = m.get("read")
+            && r.as_str() != Some("data") {
                 return Err(LoadError::unsupported(
                     &format!("{path}/read"),
                     format!("`read: {r}` (events are read as their data)"),
                 ));
             }
-        }
         let tp = format!("{path}/to");
         let to = object(
             m.get("to")

@@ -65,7 +65,7 @@ pub enum TaskKind {
     Do(ListId),
     Set(Template),
     Switch(Vec<SwitchCase>),
-    For(ForLoop),
+    For(Box<ForLoop>),
     Fork {
         branches: ListId,
         compete: bool,
@@ -75,7 +75,7 @@ pub enum TaskKind {
         catch: Box<Catch>,
     },
     Wait(Duration),
-    Raise(ErrorTemplate),
+    Raise(Box<ErrorTemplate>),
     CallHttp(Box<HttpCall>),
     /// A named function (native, or declared in the app); runs as an activity with `with` as input.
     CallFunction {

@@ -1,0 +1,162 @@
+//! The HTTP side of `call: http`: one pooled client, requests from the core, responses back.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use baton_core::interp::{HttpRequest, HttpResponse, base64};
+use baton_core::{ErrorKind, WorkflowError};
+use serde_json::Value;
+
+use crate::Error;
+
+/// How the HTTP client behaves.
+#[derive(Debug, Clone)]
+pub struct HttpOptions {
+    /// Limit of one HTTP attempt (Logic Apps uses 120 s too).
+    pub attempt_timeout: Duration,
+    /// Largest response body read, in bytes.
+    pub max_body: usize,
+    /// Host names answered from this table instead of DNS (`host` → address).
+    pub resolve: Vec<(String, SocketAddr)>,
+    /// Extra trusted root certificates, PEM or DER.
+    pub extra_roots: Vec<Vec<u8>>,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        Self {
+            attempt_timeout: Duration::from_secs(120),
+            max_body: 16 * 1024 * 1024,
+            resolve: Vec::new(),
+            extra_roots: Vec::new(),
+        }
+    }
+}
+
+/// Sends the core's [`HttpRequest`]s. Cheap to clone; clones share one connection pool.
+#[derive(Debug, Clone)]
+pub struct HttpInvoker {
+    client: reqwest::Client,
+    max_body: usize,
+}
+
+impl HttpInvoker {
+    /// Builds the client (rustls with the ring provider, no automatic redirects: the core decides
+    /// what a 3xx means per task).
+    pub fn new(options: &HttpOptions) -> Result<Self, Error> {
+        // A second installation (another invoker in the same process) is harmless.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut builder = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(options.attempt_timeout)
+            .user_agent(concat!("baton/", env!("CARGO_PKG_VERSION")));
+        for (host, addr) in &options.resolve {
+            builder = builder.resolve(host, *addr);
+        }
+        for cert in &options.extra_roots {
+            let cert = reqwest::Certificate::from_pem(cert)
+                .or_else(|_| reqwest::Certificate::from_der(cert))
+                .map_err(|e| Error::Http(e.to_string()))?;
+            builder = builder.add_root_certificate(cert);
+        }
+        let client = builder.build().map_err(|e| Error::Http(e.to_string()))?;
+        Ok(Self {
+            client,
+            max_body: options.max_body,
+        })
+    }
+
+    /// Sends one request. Transport failures come back as `communication` errors and an
+    /// attempt that runs out of time as a `timeout` error, both at `task`.
+    pub async fn send(&self, req: &HttpRequest, task: &str) -> Result<HttpResponse, WorkflowError> {
+        let method = reqwest::Method::from_bytes(req.method.as_bytes()).map_err(|_| {
+            WorkflowError::new(
+                ErrorKind::Configuration,
+                task,
+                format!("`{}` is not an HTTP method", req.method),
+            )
+        })?;
+        let mut builder = self.client.request(method, &req.uri);
+        if !req.query.is_empty() {
+            builder = builder.query(&req.query);
+        }
+        for (k, v) in &req.headers {
+            builder = builder.header(k, v);
+        }
+        if let Some(body) = &req.body {
+            builder = match body {
+                Value::String(s) => builder.body(s.clone()),
+                other => builder.json(other),
+            };
+        }
+        let fail = |e: reqwest::Error| {
+            if e.is_timeout() {
+                WorkflowError::new(
+                    ErrorKind::Timeout,
+                    task,
+                    format!("{} {} timed out", req.method, req.uri),
+                )
+            } else {
+                WorkflowError::new(
+                    ErrorKind::Communication,
+                    task,
+                    format!("{} {} failed: {e}", req.method, req.uri),
+                )
+                .with_status(503)
+            }
+        };
+        let resp = builder.send().await.map_err(fail)?;
+        let status = resp.status().as_u16();
+        let headers: Vec<(String, String)> = resp
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        let is_json = headers
+            .iter()
+            .any(|(k, v)| k == "content-type" && (v.contains("/json") || v.contains("+json")));
+        if resp
+            .content_length()
+            .is_some_and(|n| n > self.max_body as u64)
+        {
+            return Err(WorkflowError::new(
+                ErrorKind::Communication,
+                task,
+                format!(
+                    "the response of {} {} is larger than {} bytes",
+                    req.method, req.uri, self.max_body
+                ),
+            ));
+        }
+        let bytes = resp.bytes().await.map_err(fail)?;
+        if bytes.len() > self.max_body {
+            return Err(WorkflowError::new(
+                ErrorKind::Communication,
+                task,
+                format!(
+                    "the response of {} {} is larger than {} bytes",
+                    req.method, req.uri, self.max_body
+                ),
+            ));
+        }
+        let content = if bytes.is_empty() {
+            Value::Null
+        } else if is_json {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        } else {
+            Value::String(String::from_utf8_lossy(&bytes).into_owned())
+        };
+        Ok(HttpResponse {
+            status,
+            headers,
+            content,
+            raw_base64: base64(&bytes),
+        })
+    }
+}
