@@ -138,9 +138,10 @@ pub(crate) fn shape_response(
         )
         .with_status(response.status);
         if let Value::Object(body) = &response.content
-            && let Some(Value::String(t)) = body.get("title") {
-                err.title = Some(t.clone());
-            }
+            && let Some(Value::String(t)) = body.get("title")
+        {
+            err.title = Some(t.clone());
+        }
         return Err(err);
     }
     Ok(match request.output {

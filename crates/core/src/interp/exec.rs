@@ -534,22 +534,23 @@ fn finish_task(cx: &mut Cx<'_>, frame: &Frame, o: Outcome) -> Outcome {
 
 fn resume_task(cx: &mut Cx<'_>, frame: &mut Frame, ev: &Ev) -> Option<Option<Outcome>> {
     if let Ev::Timer(t) = ev
-        && frame.timeout == Some(*t) {
-            frame.timeout = None;
-            cancel_body(cx, &frame.body);
-            let task = cx.env.workflow.task(frame.task);
-            let after = task.base.timeout.unwrap_or_default();
-            let e = WorkflowError::new(
-                ErrorKind::Timeout,
-                &task.reference,
-                format!(
-                    "`{}` did not finish within {}",
-                    task.name,
-                    after.to_iso8601()
-                ),
-            );
-            return Some(Some(finish_task(cx, frame, Outcome::Failed(e))));
-        }
+        && frame.timeout == Some(*t)
+    {
+        frame.timeout = None;
+        cancel_body(cx, &frame.body);
+        let task = cx.env.workflow.task(frame.task);
+        let after = task.base.timeout.unwrap_or_default();
+        let e = WorkflowError::new(
+            ErrorKind::Timeout,
+            &task.reference,
+            format!(
+                "`{}` did not finish within {}",
+                task.name,
+                after.to_iso8601()
+            ),
+        );
+        return Some(Some(finish_task(cx, frame, Outcome::Failed(e))));
+    }
     let o = resume_body(cx, frame, ev)?;
     Some(o.map(|o| finish_task(cx, frame, o)))
 }
@@ -965,10 +966,11 @@ fn resume_fork(
     let mut hit = None;
     for (i, b) in branches.iter_mut().enumerate() {
         if let Branch::Running(f) = b
-            && let Some(r) = resume_task(cx, f, ev) {
-                hit = Some((i, r));
-                break;
-            }
+            && let Some(r) = resume_task(cx, f, ev)
+        {
+            hit = Some((i, r));
+            break;
+        }
     }
     let (i, r) = hit?;
     let Some(o) = r else { return Some(None) };

@@ -310,12 +310,14 @@ impl<'r> Loader<'r> {
         let m = object(v, path)?;
         check_keys(m, path, &["format", "document", "resource"])?;
         if let Some(f) = m.get("format").and_then(Value::as_str)
-            && f != "json" && !f.starts_with("json:") {
-                return Err(LoadError::unsupported(
-                    &format!("{path}/format"),
-                    format!("schema format `{f}` (only JSON Schema is supported)"),
-                ));
-            }
+            && f != "json"
+            && !f.starts_with("json:")
+        {
+            return Err(LoadError::unsupported(
+                &format!("{path}/format"),
+                format!("schema format `{f}` (only JSON Schema is supported)"),
+            ));
+        }
         let document = match (m.get("document"), m.get("resource")) {
             (Some(d), None) => d.clone(),
             (None, Some(r)) => {

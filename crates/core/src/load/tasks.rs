@@ -184,7 +184,11 @@ impl Loader<'_> {
                 let e = r
                     .get("error")
                     .ok_or_else(|| LoadError::invalid(&p, "`error` is required"))?;
-                TaskKind::Raise(Box::new(self.error_template(e, &format!("{p}/error"), scope)?))
+                TaskKind::Raise(Box::new(self.error_template(
+                    e,
+                    &format!("{p}/error"),
+                    scope,
+                )?))
             }
             "call" => {
                 check(m, path, &["call", "with"])?;
@@ -791,12 +795,13 @@ impl Loader<'_> {
         let m = object(v, path)?;
         check_keys(m, path, &["to", "read"])?;
         if let Some(r) = m.get("read")
-            && r.as_str() != Some("data") {
-                return Err(LoadError::unsupported(
-                    &format!("{path}/read"),
-                    format!("`read: {r}` (events are read as their data)"),
-                ));
-            }
+            && r.as_str() != Some("data")
+        {
+            return Err(LoadError::unsupported(
+                &format!("{path}/read"),
+                format!("`read: {r}` (events are read as their data)"),
+            ));
+        }
         let tp = format!("{path}/to");
         let to = object(
             m.get("to")
