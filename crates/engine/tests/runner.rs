@@ -1,0 +1,262 @@
+//! The express runner against real timers (paused tokio time) and a real HTTP server on
+//! 127.0.0.1:0 standing in for user functions.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use baton_core::interp::{Status, TraceKind};
+use baton_core::{ErrorKind, Format, NoResolver, Workflow, load_str};
+use baton_engine::{FunctionError, Runner};
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+const HEAD: &str = "document: {dsl: '1.0.0', namespace: test, name: t, version: '1.0.0'}\n";
+
+fn wf(body: &str) -> Workflow {
+    load_str(&format!("{HEAD}{body}"), Format::Yaml, &NoResolver).expect("loads")
+}
+
+/// A native function that fails `fails` times, then answers; it records when it was called.
+fn flaky(fails: u32) -> (Runner, Arc<std::sync::Mutex<Vec<Instant>>>) {
+    let calls = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = calls.clone();
+    let runner = Runner::builder()
+        .function("flaky", move |_| {
+            let seen = seen.clone();
+            async move {
+                let n = {
+                    let mut c = seen.lock().expect("lock");
+                    c.push(Instant::now());
+                    c.len() as u32
+                };
+                if n <= fails {
+                    Err(FunctionError {
+                        status: 503,
+                        message: format!("attempt {n} failed"),
+                    })
+                } else {
+                    Ok(json!({"attempt": n}))
+                }
+            }
+        })
+        .build()
+        .expect("runner");
+    (runner, calls)
+}
+
+fn gaps(calls: &[Instant]) -> Vec<u64> {
+    calls
+        .windows(2)
+        .map(|w| (w[1] - w[0]).as_millis() as u64)
+        .collect()
+}
+
+const RETRY: &str = "do:\n  - t:\n      try:\n        - c: {call: flaky}\n      catch:\n        errors:\n          with: {status: 503}\n        retry:\n";
+
+#[tokio::test(start_paused = true)]
+async fn exponential_retries_wait_exactly_their_backoff() {
+    let w = wf(&format!(
+        "{RETRY}          delay: PT1S\n          backoff: {{exponential: {{}}}}\n          limit: {{attempt: {{count: 5}}}}\n"
+    ));
+    let (runner, calls) = flaky(3);
+    let run = runner.run(&w, json!({})).await;
+    assert_eq!(run.status, Status::Completed);
+    assert_eq!(run.output, Some(json!({"attempt": 4})));
+    assert_eq!(gaps(&calls.lock().expect("lock")), vec![1000, 2000, 4000]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn exhausted_retries_fall_through_to_catch_do() {
+    let w = wf(&format!(
+        "do:\n  - t:\n      try:\n        - c: {{call: flaky}}\n      catch:\n        as: e\n        retry:\n          delay: PT0.5S\n          backoff: {{linear: {{}}}}\n          limit: {{attempt: {{count: 2}}}}\n        do:\n          - give-up: {{set: {{gaveUp: '${{ $e.detail }}'}}}}\n"
+    ));
+    let (runner, calls) = flaky(100);
+    let run = runner.run(&w, json!({})).await;
+    assert_eq!(run.output, Some(json!({"gaveUp": "attempt 3 failed"})));
+    assert_eq!(gaps(&calls.lock().expect("lock")), vec![500, 1000]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn uncaught_function_errors_fault_the_instance() {
+    let w = wf("do:\n  - outer:\n      for: {in: '[1]'}\n      do:\n        - c: {call: flaky}\n");
+    let (runner, _) = flaky(100);
+    let run = runner.run(&w, json!({})).await;
+    let e = run.error.expect("faulted");
+    assert_eq!(
+        (run.status, e.status, e.kind()),
+        (Status::Faulted, 503, Some(ErrorKind::Runtime))
+    );
+    assert_eq!(e.instance.as_deref(), Some("/do/0/outer/do/0/c"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn competing_waits_finish_with_the_fastest() {
+    let w = wf(
+        "do:\n  - race:\n      fork:\n        compete: true\n        branches:\n          - slow:\n              do:\n                - w: {wait: PT3S}\n                - s: {set: {winner: slow}}\n          - fast:\n              do:\n                - w: {wait: PT1S}\n                - s: {set: {winner: fast}}\n",
+    );
+    let runner = Runner::builder().build().expect("runner");
+    let started = Instant::now();
+    let run = runner.run(&w, json!({})).await;
+    assert_eq!(run.output, Some(json!({"winner": "fast"})));
+    assert_eq!(started.elapsed(), Duration::from_secs(1));
+    assert!(
+        run.trace
+            .iter()
+            .any(|t| t.name == "slow" && t.kind == TraceKind::Cancelled)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn fan_out_waits_overlap() {
+    let w = wf(
+        "do:\n  - f:\n      fork:\n        branches:\n          - a: {wait: PT1.5S}\n          - b: {wait: PT1S}\n          - c: {wait: PT1.2S}\n",
+    );
+    let runner = Runner::builder().build().expect("runner");
+    let started = Instant::now();
+    let run = runner.run(&w, json!({"x": 1})).await;
+    assert_eq!(run.output, Some(json!([{"x": 1}, {"x": 1}, {"x": 1}])));
+    assert_eq!(started.elapsed(), Duration::from_millis(1500));
+}
+
+#[tokio::test(start_paused = true)]
+async fn workflow_timeout_stops_the_instance() {
+    let w = wf("timeout: {after: PT2S}\ndo:\n  - long: {wait: PT1H}\n");
+    let runner = Runner::builder().build().expect("runner");
+    let started = Instant::now();
+    let run = runner.run(&w, json!({})).await;
+    assert_eq!(run.error.and_then(|e| e.kind()), Some(ErrorKind::Timeout));
+    assert_eq!(started.elapsed(), Duration::from_secs(2));
+}
+
+#[tokio::test(start_paused = true)]
+async fn listening_without_an_event_source_faults_instead_of_hanging() {
+    let w = wf(
+        "do:\n  - l:\n      listen:\n        to:\n          one:\n            with: {type: x}\n",
+    );
+    let run = Runner::builder()
+        .build()
+        .expect("runner")
+        .run(&w, json!({}))
+        .await;
+    assert_eq!(run.status, Status::Faulted);
+    assert!(
+        run.error
+            .and_then(|e| e.detail)
+            .unwrap_or_default()
+            .contains("events")
+    );
+}
+
+/// A stand-in for a user's HTTP function: fails with 503 `failures` times, then echoes.
+async fn stand_in(failures: u32) -> (std::net::SocketAddr, Arc<AtomicU32>) {
+    use axum::Json;
+    use axum::extract::{Path, State};
+    use axum::http::StatusCode;
+    use axum::routing::{get, post};
+    let hits = Arc::new(AtomicU32::new(0));
+    let app = axum::Router::new()
+        .route(
+            "/echo/{name}",
+            post(
+                move |State(h): State<Arc<AtomicU32>>,
+                      Path(name): Path<String>,
+                      Json(body): Json<Value>| async move {
+                    let n = h.fetch_add(1, Ordering::SeqCst) + 1;
+                    if n <= failures {
+                        (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            Json(json!({"title": "busy"})),
+                        )
+                    } else {
+                        (
+                            StatusCode::OK,
+                            Json(json!({"name": name, "body": body, "attempt": n})),
+                        )
+                    }
+                },
+            ),
+        )
+        .route("/missing", get(|| async { StatusCode::NOT_FOUND }))
+        .with_state(hits.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (addr, hits)
+}
+
+#[tokio::test]
+async fn http_calls_reach_the_endpoint_and_retry_on_503() {
+    let (addr, hits) = stand_in(2).await;
+    let w = wf(&format!(
+        "do:\n  - t:\n      try:\n        - c:\n            call: http\n            with:\n              method: post\n              endpoint: http://{addr}/echo/{{who}}\n              body: {{n: '${{ .n }}'}}\n      catch:\n        errors:\n          with: {{type: 'https://serverlessworkflow.io/dsl/errors/types/communication', status: 503}}\n        retry:\n          delay: {{milliseconds: 10}}\n          limit: {{attempt: {{count: 3}}}}\n"
+    ));
+    let run = Runner::builder()
+        .build()
+        .expect("runner")
+        .run(&w, json!({"who": "ada", "n": 7}))
+        .await;
+    assert_eq!(
+        run.output,
+        Some(json!({"name": "ada", "body": {"n": 7}, "attempt": 3})),
+        "{:?}",
+        run.error
+    );
+    assert_eq!(hits.load(Ordering::SeqCst), 3);
+    assert_eq!(run.calls, 3);
+}
+
+#[tokio::test]
+async fn http_errors_carry_the_status_and_response_output_has_the_exchange() {
+    let (addr, _) = stand_in(0).await;
+    let w = wf(&format!(
+        "do:\n  - c:\n      call: http\n      with:\n        method: get\n        endpoint: http://{addr}/missing\n"
+    ));
+    let run = Runner::builder()
+        .build()
+        .expect("runner")
+        .run(&w, json!({}))
+        .await;
+    let e = run.error.expect("404 faults");
+    assert_eq!((e.kind(), e.status), (Some(ErrorKind::Communication), 404));
+
+    let w = wf(&format!(
+        "do:\n  - c:\n      call: http\n      with:\n        method: post\n        endpoint: http://{addr}/echo/x\n        body: {{}}\n        output: response\n"
+    ));
+    let run = Runner::builder()
+        .build()
+        .expect("runner")
+        .run(&w, json!({}))
+        .await;
+    let out = run.output.expect("completed");
+    assert_eq!(out["statusCode"], 200);
+    assert_eq!(out["request"]["method"], "POST");
+    assert_eq!(out["content"]["name"], "x");
+    assert!(
+        out["headers"]["content-type"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("json")
+    );
+}
+
+#[tokio::test]
+async fn unreachable_endpoints_are_communication_errors() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    drop(listener);
+    let w = wf(&format!(
+        "do:\n  - c:\n      call: http\n      with:\n        method: get\n        endpoint: http://{addr}/\n"
+    ));
+    let run = Runner::builder()
+        .build()
+        .expect("runner")
+        .run(&w, json!({}))
+        .await;
+    assert_eq!(
+        run.error.and_then(|e| e.kind()),
+        Some(ErrorKind::Communication)
+    );
+}
