@@ -161,10 +161,7 @@ pub(crate) fn apply(cx: &mut Cx<'_>, inst: &mut Instance, input: Input) {
     cx.next_token = inst.next_token;
     cx.seed = inst.seed;
     cx.draws = inst.draws;
-    let mut root = inst.root.take().and_then(|f| match f.body {
-        Body::List(l) => Some(l),
-        _ => None,
-    });
+    let mut root = inst.root.take();
 
     let finished = match input {
         Input::Start { input, seed } if inst.status == Status::Pending => {
@@ -224,14 +221,7 @@ pub(crate) fn apply(cx: &mut Cx<'_>, inst: &mut Instance, input: Input) {
         finish_workflow(cx, inst, outcome);
     }
 
-    inst.root = root.map(|l| Frame {
-        task: TaskId(u32::MAX),
-        input: Value::Null,
-        started_at: cx.wf_started,
-        scope: Vec::new(),
-        timeout: None,
-        body: Body::List(l),
-    });
+    inst.root = root;
     inst.context = std::mem::take(&mut cx.context);
     inst.input = std::mem::take(&mut cx.wf_input);
     inst.next_token = cx.next_token;

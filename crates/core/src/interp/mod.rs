@@ -41,7 +41,6 @@ use crate::time::Timestamp;
 
 pub use call::base64;
 pub use exec::retry_delay;
-pub use frames::Frame;
 
 /// Identifies one suspended operation (a call, a timer, a subscription) of an instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -231,7 +230,7 @@ pub struct Instance {
     pub started_at: Option<Timestamp>,
     pub output: Option<Value>,
     pub error: Option<WorkflowError>,
-    pub(crate) root: Option<Frame>,
+    pub(crate) root: Option<frames::ListFrame>,
     pub(crate) workflow_timeout: Option<Token>,
     pub(crate) next_token: u64,
     pub(crate) seed: u64,

@@ -1,0 +1,140 @@
+//! Benchmarks of the pure interpreter: whole instances run from `Input::Start` to
+//! `Effect::Complete` inside one `step` (pure tasks never suspend), plus the cost of loading
+//! and compiling a workflow. Figures are recorded in `docs/benchmarks.md`.
+//!
+//! Run with `cargo bench -p baton-core --bench interp`.
+
+use baton_core::interp::{self, Effect, Env, Input, Instance, Step, TraceKind};
+use baton_core::{Format, NoResolver, Timestamp, Workflow, load_str};
+use serde_json::{Value, json};
+
+/// One root task, a `fork` of six `set` branches: 7 tasks per instance.
+const FORK6_SET: &str = r#"document: {dsl: '1.0.0', namespace: bench, name: fork6-set, version: '1.0.0'}
+do:
+  - validate:
+      fork:
+        branches:
+          - first:
+              set: {check: 'first', ok: '${ (.Name.First // "" | length) > 1 }'}
+          - last:
+              set: {check: 'last', ok: '${ (.Name.Last // "" | length) > 1 }'}
+          - line1:
+              set: {check: 'line1', ok: '${ (.Address.Line1 // "") != "" }'}
+          - city:
+              set: {check: 'city', ok: '${ (.Address.City // "" | length) > 1 }'}
+          - state:
+              set: {check: 'state', ok: '${ (.Address.State // "" | length) == 2 }'}
+          - zip:
+              set: {check: 'zip', ok: '${ (.Address.Zip // "" | length) == 5 }'}
+"#;
+
+/// One root task, a `do` of the same six checks, each adding its result to the data:
+/// 7 tasks per instance.
+const CHAIN6_SET: &str = r#"document: {dsl: '1.0.0', namespace: bench, name: chain6-set, version: '1.0.0'}
+do:
+  - validate:
+      do:
+        - first:
+            set: '${ . + {c1: ((.Name.First // "") | length > 1)} }'
+        - last:
+            set: '${ . + {c2: ((.Name.Last // "") | length > 1)} }'
+        - line1:
+            set: '${ . + {c3: ((.Address.Line1 // "") != "")} }'
+        - city:
+            set: '${ . + {c4: ((.Address.City // "") | length > 1)} }'
+        - state:
+            set: '${ . + {c5: ((.Address.State // "") | length == 2)} }'
+        - zip:
+            set: '${ . + {c6: ((.Address.Zip // "") | length == 5)} }'
+"#;
+
+/// The chain's shape with constant `set` values that need no jq: 7 tasks per instance.
+const CHAIN6_CONST: &str = r#"document: {dsl: '1.0.0', namespace: bench, name: chain6-const, version: '1.0.0'}
+do:
+  - validate:
+      do:
+        - first:
+            set: {c1: true}
+        - last:
+            set: {c2: true}
+        - line1:
+            set: {c3: true}
+        - city:
+            set: {c4: true}
+        - state:
+            set: {c5: true}
+        - zip:
+            set: {c6: true}
+"#;
+
+/// Tasks each workflow above runs per instance (the root task plus its six children).
+const TASKS_PER_INSTANCE: usize = 7;
+
+fn main() {
+    divan::main();
+}
+
+fn person() -> Value {
+    json!({
+        "Name": {"First": "John", "Last": "Doe"},
+        "Address": {"Line1": "1 Main St", "City": "Somewhere", "State": "OR", "Zip": "12345"}
+    })
+}
+
+fn load(yaml: &str) -> Workflow {
+    load_str(yaml, Format::Yaml, &NoResolver).unwrap_or_else(|e| panic!("workflow loads: {e:?}"))
+}
+
+fn run_once(wf: &Workflow, input: &Value) -> Step {
+    let env = Env::new(wf, "bench");
+    let start = Input::Start {
+        input: input.clone(),
+        seed: 1,
+    };
+    interp::step(&env, &Instance::default(), start, Timestamp(0))
+}
+
+/// Loads `yaml` and checks, outside timing, that one instance completes with the expected
+/// number of tasks, so a bench can never silently measure a fault.
+fn prepare(yaml: &str) -> (Workflow, Value) {
+    let wf = load(yaml);
+    let input = person();
+    let step = run_once(&wf, &input);
+    assert!(
+        matches!(step.effects.last(), Some(Effect::Complete { .. })),
+        "instance must complete in one step, got {:?}",
+        step.effects
+    );
+    let completed = step
+        .trace
+        .iter()
+        .filter(|t| t.kind == TraceKind::Completed)
+        .count();
+    assert_eq!(completed, TASKS_PER_INSTANCE, "trace: {:?}", step.trace);
+    (wf, input)
+}
+
+fn bench_run(bencher: divan::Bencher, yaml: &str) {
+    let (wf, input) = prepare(yaml);
+    bencher.bench_local(|| divan::black_box(run_once(&wf, &input)));
+}
+
+#[divan::bench]
+fn fork6_set(bencher: divan::Bencher) {
+    bench_run(bencher, FORK6_SET);
+}
+
+#[divan::bench]
+fn chain6_set(bencher: divan::Bencher) {
+    bench_run(bencher, CHAIN6_SET);
+}
+
+#[divan::bench]
+fn chain6_const(bencher: divan::Bencher) {
+    bench_run(bencher, CHAIN6_CONST);
+}
+
+#[divan::bench]
+fn load_fork6() -> Workflow {
+    load(divan::black_box(FORK6_SET))
+}
