@@ -1,5 +1,7 @@
 //! `baton run` and `baton check` as a user runs them: the real binary, real files.
 
+#![allow(clippy::expect_used, clippy::unwrap_used)] // helpers of tests may fail loudly
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

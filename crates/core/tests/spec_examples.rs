@@ -1,5 +1,7 @@
 //! Every example of the specification either loads or is rejected, by name, as unsupported.
 
+#![allow(clippy::expect_used, clippy::unwrap_used)] // helpers of tests may fail loudly
+
 use std::path::PathBuf;
 
 use baton_core::{Format, LoadErrorKind, NoResolver, load_str};

@@ -1,6 +1,8 @@
 //! The express runner against real timers (paused tokio time) and a real HTTP server on
 //! 127.0.0.1:0 standing in for user functions.
 
+#![allow(clippy::expect_used, clippy::unwrap_used)] // helpers of tests may fail loudly
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -68,9 +70,9 @@ async fn exponential_retries_wait_exactly_their_backoff() {
 
 #[tokio::test(start_paused = true)]
 async fn exhausted_retries_fall_through_to_catch_do() {
-    let w = wf(&format!(
-        "do:\n  - t:\n      try:\n        - c: {{call: flaky}}\n      catch:\n        as: e\n        retry:\n          delay: PT0.5S\n          backoff: {{linear: {{}}}}\n          limit: {{attempt: {{count: 2}}}}\n        do:\n          - give-up: {{set: {{gaveUp: '${{ $e.detail }}'}}}}\n"
-    ));
+    let w = wf(
+        "do:\n  - t:\n      try:\n        - c: {call: flaky}\n      catch:\n        as: e\n        retry:\n          delay: PT0.5S\n          backoff: {linear: {}}\n          limit: {attempt: {count: 2}}\n        do:\n          - give-up: {set: {gaveUp: '${ $e.detail }'}}\n",
+    );
     let (runner, calls) = flaky(100);
     let run = runner.run(&w, json!({})).await;
     assert_eq!(run.output, Some(json!({"gaveUp": "attempt 3 failed"})));
