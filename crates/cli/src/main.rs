@@ -33,6 +33,9 @@ enum Command {
         /// The input document (JSON or YAML); `-` reads standard input. Defaults to `{}`.
         #[arg(long, short)]
         input: Option<String>,
+        /// A JSON or YAML document whose members the workflow reads as `$secrets`.
+        #[arg(long)]
+        secrets: Option<PathBuf>,
     },
     /// Validate workflow documents without running them.
     Check {
@@ -50,7 +53,11 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     match cli.command {
-        Command::Run { file, input } => run::run(&file, input.as_deref()),
+        Command::Run {
+            file,
+            input,
+            secrets,
+        } => run::run(&file, input.as_deref(), secrets.as_deref()),
         Command::Check { path } => check::check(&path),
     }
 }

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::{files, problem};
 
-pub fn run(file: &Path, input: Option<&str>) -> ExitCode {
+pub fn run(file: &Path, input: Option<&str>, secrets: Option<&Path>) -> ExitCode {
     let wf = match files::load_workflow(file) {
         Ok(wf) => wf,
         Err(e) => {
@@ -36,7 +36,17 @@ pub fn run(file: &Path, input: Option<&str>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runner = match Runner::builder().build() {
+    let secrets = match secrets
+        .map(|p| read_input(Some(&p.to_string_lossy())))
+        .transpose()
+    {
+        Ok(s) => s.unwrap_or_else(|| Value::Object(Default::default())),
+        Err(p) => {
+            problem::print(&p);
+            return ExitCode::from(2);
+        }
+    };
+    let runner = match Runner::builder().secrets(secrets).build() {
         Ok(r) => r,
         Err(e) => {
             problem::print(&problem::usage("Cannot start the engine", e));

@@ -252,3 +252,30 @@ fn check_lists_every_document_and_fails_on_any_problem() {
     );
     assert!(text.contains("2 checked, 1 failed"), "{text}");
 }
+
+#[test]
+fn secrets_come_from_a_file_and_never_from_the_environment() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("s.yaml");
+    std::fs::write(
+        &file,
+        "document: {dsl: '1.0.0', namespace: t, name: s, version: '1.0.0'}\nuse:\n  secrets: [api]\ndo:\n  - a: {set: {key: '${ $secrets.api.key }', env: '${ env | length }'}}\n",
+    )
+    .expect("write");
+    let secrets = dir.path().join("secrets.json");
+    std::fs::write(&secrets, r#"{"api": {"key": "s3cr3t"}}"#).expect("write");
+    let out = baton()
+        .arg("run")
+        .arg(&file)
+        .arg("--secrets")
+        .arg(&secrets)
+        .env("HOME", "/x")
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout_json(&out), json!({"key": "s3cr3t", "env": 0}));
+}
