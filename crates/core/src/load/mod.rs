@@ -64,16 +64,27 @@ pub fn parse_text(text: &str, format: Format) -> Result<Value, LoadError> {
             path: String::new(),
             message: e.to_string(),
         }),
-        Format::Yaml => serde_saphyr::from_str::<Value>(text).map_err(|e| LoadError {
-            kind: LoadErrorKind::Syntax,
-            file: None,
-            position: e
-                .location()
-                .map(|l| (l.line() as usize, l.column() as usize)),
-            path: String::new(),
-            message: first_line(&e.to_string()),
-        }),
+        // YAML 1.2 booleans only: `no`, `on`, `y` stay strings (a country code `NO` is not false).
+        Format::Yaml => {
+            serde_saphyr::from_str_with_options::<Value>(text, yaml_options()).map_err(|e| {
+                LoadError {
+                    kind: LoadErrorKind::Syntax,
+                    file: None,
+                    position: e
+                        .location()
+                        .map(|l| (l.line() as usize, l.column() as usize)),
+                    path: String::new(),
+                    message: first_line(&e.to_string()),
+                }
+            })
+        }
     }
+}
+
+fn yaml_options() -> serde_saphyr::Options {
+    let mut o = serde_saphyr::Options::default();
+    o.strict_booleans = true;
+    o
 }
 
 /// The parser's message without its own "error: line N column M:" prefix (the position is

@@ -88,3 +88,12 @@ fn reusable_errors_and_retries_resolve() {
         "{err}"
     );
 }
+
+#[test]
+fn yaml_reads_only_true_and_false_as_booleans() {
+    let v = parse_text("a: NO\nb: on\nc: y\nd: true\n", Format::Yaml).expect("parses");
+    assert_eq!(
+        v,
+        serde_json::json!({"a": "NO", "b": "on", "c": "y", "d": true})
+    );
+}
