@@ -473,3 +473,169 @@ fn state_round_trips_through_serde() {
     let s = step(&env, &stored, Input::TimerFired { token }, Timestamp(1000));
     assert_eq!(s.next.output, Some(json!({"done": true})));
 }
+
+#[test]
+fn attempt_duration_cancels_a_slow_attempt_and_retries_it() {
+    // Each attempt waits 5 s but may take 1 s: three attempts time out, then catch.do runs.
+    let w = wf(
+        "do:\n  - t:\n      try:\n        - slow: {wait: PT5S}\n      catch:\n        errors:\n          with: {type: 'https://serverlessworkflow.io/spec/1.0.0/errors/timeout'}\n        retry:\n          delay: PT1S\n          limit: {attempt: {count: 2, duration: PT1S}}\n        do:\n          - gaveUp: {set: {status: '${ $error.status }'}}\n",
+    );
+    let (i, trace, now, _) = drive(&w, json!({}), |_, _| CallResult::Value(json!(null)));
+    assert_eq!(i.output, Some(json!({"status": 408})));
+    // 3 attempts of 1 s each, 2 delays of 1 s.
+    assert_eq!(now, Timestamp(1_005_000));
+    let cancelled = trace
+        .iter()
+        .filter(|t| t.name == "slow" && t.kind == TraceKind::Cancelled)
+        .count();
+    assert_eq!(cancelled, 3);
+}
+
+#[test]
+fn reusable_errors_are_raised_with_evaluated_fields() {
+    let w = wf(
+        "use:\n  errors:\n    notFound: {type: 'https://example.com/not-found', status: 404, title: Not Found, detail: '${ \"no \" + .name }'}\ndo:\n  - r:\n      raise: {error: notFound}\n",
+    );
+    let e = run(&w, json!({"name": "pet"})).error.expect("faulted");
+    assert_eq!(
+        (e.status, e.title.as_deref(), e.detail.as_deref()),
+        (404, Some("Not Found"), Some("no pet"))
+    );
+    assert_eq!(e.instance.as_deref(), Some("/do/0/r"));
+}
+
+#[test]
+fn failing_expressions_are_expression_errors_at_the_task() {
+    let w = wf("do:\n  - a: {set: {x: 1}}\n  - b: {set: {y: '${ .x | error(\"nope\") }'}}\n");
+    let e = run(&w, json!({})).error.expect("faulted");
+    assert_eq!(
+        (e.kind(), e.status, e.instance.as_deref()),
+        (Some(crate::ErrorKind::Expression), 400, Some("/do/1/b"))
+    );
+}
+
+#[test]
+fn output_and_export_schemas_are_enforced() {
+    let w = wf(
+        "do:\n  - a:\n      set: {n: 'x'}\n      output:\n        schema:\n          document: {type: object, properties: {n: {type: integer}}}\n",
+    );
+    let e = run(&w, json!({})).error.expect("faulted");
+    assert_eq!(e.kind(), Some(crate::ErrorKind::Validation));
+    assert!(e.detail.unwrap_or_default().contains("/n"));
+    let w = wf(
+        "do:\n  - a:\n      set: {n: 1}\n      export:\n        as: '.n'\n        schema:\n          document: {type: object}\n",
+    );
+    assert_eq!(
+        run(&w, json!({})).error.and_then(|e| e.kind()),
+        Some(crate::ErrorKind::Validation)
+    );
+}
+
+#[test]
+fn timeouts_can_be_caught_by_an_enclosing_try() {
+    let w = wf(
+        "do:\n  - t:\n      try:\n        - slow:\n            wait: PT1M\n            timeout: {after: PT2S}\n      catch:\n        errors:\n          with: {type: 'https://serverlessworkflow.io/dsl/errors/types/timeout', status: 408}\n        do:\n          - fallback: {set: {used: fallback}}\n",
+    );
+    let (i, _, now, _) = drive(&w, json!({}), |_, _| CallResult::Value(json!(null)));
+    assert_eq!(
+        (i.output, now),
+        (Some(json!({"used": "fallback"})), Timestamp(1_002_000))
+    );
+}
+
+#[test]
+fn stale_or_unknown_tokens_change_nothing() {
+    let w = wf("do:\n  - a: {wait: PT1S}\n");
+    let env = Env::new(&w, "i");
+    let s = step(
+        &env,
+        &Instance::default(),
+        Input::Start {
+            input: json!({}),
+            seed: 1,
+        },
+        Timestamp(0),
+    );
+    let again = step(
+        &env,
+        &s.next,
+        Input::TimerFired { token: Token(999) },
+        Timestamp(10),
+    );
+    assert_eq!(again.next, s.next);
+    assert!(again.effects.is_empty());
+    // Starting twice is ignored too.
+    let twice = step(
+        &env,
+        &s.next,
+        Input::Start {
+            input: json!({"other": 1}),
+            seed: 2,
+        },
+        Timestamp(10),
+    );
+    assert_eq!(twice.next, s.next);
+}
+
+/// Across a grid of policies and failure counts: attempts never exceed the policy, a success
+/// within the budget is always reached, and exactly one terminal effect is ever emitted.
+#[test]
+fn attempts_never_exceed_the_policy_and_instances_finish_once() {
+    for backoff in ["constant", "linear", "exponential"] {
+        for count in 0..5u32 {
+            let w = retry_wf(&format!(
+                "          delay: PT1S\n          backoff: {{{backoff}: {{}}}}\n          limit: {{attempt: {{count: {count}}}}}"
+            ));
+            for fails in 0..8u32 {
+                let env = Env::new(&w, "grid");
+                let mut inst = Instance::default();
+                let mut now = Timestamp(0);
+                let mut pending = vec![Input::Start {
+                    input: json!({}),
+                    seed: u64::from(fails),
+                }];
+                let (mut calls, mut terminal, mut timers) = (0u32, 0, Vec::new());
+                while let Some(input) = pending.pop().or_else(|| {
+                    timers.sort();
+                    (!timers.is_empty()).then(|| {
+                        let (due, token) = timers.remove(0);
+                        now = due;
+                        Input::TimerFired { token }
+                    })
+                }) {
+                    for e in inst.apply(&env, input, now).0 {
+                        match e {
+                            Effect::Call { token, .. } => {
+                                calls += 1;
+                                pending.push(Input::CallCompleted {
+                                    token,
+                                    result: failing_until(fails)(
+                                        &CallRequest::Function {
+                                            name: String::new(),
+                                            args: json!(null),
+                                        },
+                                        calls,
+                                    ),
+                                });
+                            }
+                            Effect::StartTimer { token, due } => timers.push((due, token)),
+                            Effect::CancelTimer { token } => timers.retain(|(_, t)| *t != token),
+                            Effect::Complete { .. } | Effect::Fault { .. } => terminal += 1,
+                            _ => {}
+                        }
+                    }
+                }
+                let case = format!("{backoff} count={count} fails={fails}");
+                assert_eq!(calls, (fails + 1).min(count + 1), "{case}");
+                assert_eq!(terminal, 1, "{case}");
+                assert_eq!(inst.status, Status::Completed, "{case}");
+                let succeeded = fails <= count;
+                assert_eq!(
+                    inst.output.as_ref().is_some_and(|o| o.get("ok").is_some()),
+                    succeeded,
+                    "{case}"
+                );
+            }
+        }
+    }
+}
