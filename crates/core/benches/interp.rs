@@ -138,3 +138,9 @@ fn chain6_const(bencher: divan::Bencher) {
 fn load_fork6() -> Workflow {
     load(divan::black_box(FORK6_SET))
 }
+
+/// Loading with no jq expressions, to separate jq compilation from the rest of loading.
+#[divan::bench]
+fn load_chain6_const() -> Workflow {
+    load(divan::black_box(CHAIN6_CONST))
+}
