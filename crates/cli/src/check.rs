@@ -1,5 +1,6 @@
 //! `baton check`: load documents without running them.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -20,6 +21,7 @@ pub fn check(path: &Path) -> ExitCode {
         );
         return ExitCode::from(2);
     }
+    let mut out = std::io::stdout().lock();
     let mut failed = 0;
     for f in &files {
         match files::load_workflow(f) {
@@ -31,11 +33,11 @@ pub fn check(path: &Path) -> ExitCode {
             ),
             Err(e) => {
                 failed += 1;
-                println!("FAILED  {e}");
+                let _ = writeln!(out, "FAILED  {e}");
             }
         }
     }
-    println!("{} checked, {} failed", files.len(), failed);
+    let _ = writeln!(out, "{} checked, {} failed", files.len(), failed);
     if failed == 0 {
         ExitCode::SUCCESS
     } else {

@@ -1,9 +1,11 @@
 //! The `baton` command.
 
+mod bench;
 mod check;
 mod files;
 mod problem;
 mod run;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -18,14 +20,25 @@ use clap::{Parser, Subcommand};
 )]
 struct Cli {
     /// Log filter (`info`, `debug`, `baton_engine=debug`, …); RUST_LOG also works.
-    #[arg(long, global = true, env = "BATON_LOG", default_value = "warn")]
+    #[arg(long, global = true, env = "BATON_LOG", default_value = "info")]
     log: String,
+    /// `text` for people, `json` (one object per line) for machines.
+    #[arg(long, global = true, env = "BATON_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
 
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Serve an app's functions over HTTP (the embedded sample app by default).
+    Serve(serve::ServeArgs),
     /// Run one workflow in-process and print its output as JSON.
     Run {
         /// The workflow definition (YAML or JSON).
@@ -42,22 +55,29 @@ enum Command {
         /// A workflow file, an app folder (its `workflows/`), or a folder of workflow files.
         path: PathBuf,
     },
+    /// Load an HTTP endpoint, or the bare axum echo baseline, and report throughput and latency.
+    Bench(Box<bench::BenchArgs>),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cli.log));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
     match cli.command {
         Command::Run {
             file,
             input,
             secrets,
         } => run::run(&file, input.as_deref(), secrets.as_deref()),
+        Command::Serve(args) => serve::serve(&args),
         Command::Check { path } => check::check(&path),
+        Command::Bench(args) => bench::run(*args),
     }
 }

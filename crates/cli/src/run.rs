@@ -1,6 +1,6 @@
 //! `baton run`: one instance in-process.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -56,10 +56,9 @@ pub fn run(file: &Path, input: Option<&str>, secrets: Option<&Path>) -> ExitCode
     let outcome = rt.block_on(runner.run(&wf, input));
     match (outcome.status, outcome.output, outcome.error) {
         (Status::Completed, Some(output), _) => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&output).unwrap_or_else(|_| output.to_string())
-            );
+            // A closed pipe (`| head`) is not the workflow's failure.
+            let text = serde_json::to_string_pretty(&output).unwrap_or_else(|_| output.to_string());
+            let _ = writeln!(std::io::stdout().lock(), "{text}");
             ExitCode::SUCCESS
         }
         (_, _, Some(error)) => {

@@ -116,7 +116,11 @@ impl Runner {
 
     /// Runs one instance of `wf` to its end. Waits really wait (tokio time).
     pub async fn run(&self, wf: &Workflow, input: Value) -> RunOutcome {
-        let id = new_instance_id();
+        self.run_as(wf, input, new_instance_id()).await
+    }
+
+    /// Like [`Runner::run`], under an instance id chosen by the caller.
+    pub async fn run_as(&self, wf: &Workflow, input: Value, id: String) -> RunOutcome {
         let seed = std::collections::hash_map::RandomState::new()
             .build_hasher()
             .finish();
@@ -171,16 +175,13 @@ impl Runner {
                 }
             }
         }
-        for (_, h) in run.calls.drain() {
-            h.abort();
-        }
         RunOutcome {
             instance_id: id.clone(),
             status: run.inst.status,
             output: run.inst.output.take(),
             error: run.inst.error.take(),
-            trace: run.outcome_trace,
-            emitted: run.emitted,
+            trace: std::mem::take(&mut run.outcome_trace),
+            emitted: std::mem::take(&mut run.emitted),
             calls: run.call_count,
         }
     }
@@ -228,6 +229,16 @@ struct Run<'r> {
     emitted: Vec<Value>,
     subscribed: bool,
     call_count: u32,
+}
+
+/// Calls still in flight when a run ends (or its future is dropped, e.g. on a host-imposed
+/// timeout) are aborted rather than left running detached.
+impl Drop for Run<'_> {
+    fn drop(&mut self) {
+        for (_, h) in self.calls.drain() {
+            h.abort();
+        }
+    }
 }
 
 impl Run<'_> {

@@ -1,0 +1,84 @@
+//! What every handler shares, and the authorisation rules.
+
+use std::sync::Arc;
+
+use axum::http::{HeaderMap, StatusCode};
+use baton_host::{App, AuthLevel, Caller, Express, Keys};
+
+use crate::problem::Problem;
+
+/// Shared state of the router. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct ApiState {
+    pub app: Arc<App>,
+    pub express: Express,
+    pub keys: Arc<Keys>,
+    /// No keys and a loopback listener: every route is open (local development).
+    pub dev_mode: bool,
+}
+
+/// The key a request presents: `x-functions-key`, else `?code=`.
+pub fn presented_key(headers: &HeaderMap, query: Option<&str>) -> Option<String> {
+    if let Some(k) = headers.get("x-functions-key").and_then(|v| v.to_str().ok()) {
+        return Some(k.to_owned());
+    }
+    query?
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == "code")
+        .map(|(_, v)| v.to_owned())
+}
+
+impl ApiState {
+    /// The route prefix without slashes (`api`).
+    pub fn prefix(&self) -> &str {
+        self.app.config.host.route_prefix.trim_matches('/')
+    }
+
+    /// Checks a request against an auth level; `function` is the function the route belongs to.
+    pub fn authorize(
+        &self,
+        level: AuthLevel,
+        function: Option<&str>,
+        headers: &HeaderMap,
+        query: Option<&str>,
+        path: &str,
+    ) -> Result<(), Problem> {
+        if self.dev_mode || level == AuthLevel::Anonymous {
+            return Ok(());
+        }
+        let Some(key) = presented_key(headers, query) else {
+            return Err(unauthorized(
+                path,
+                "this route needs a key in `x-functions-key` or `?code=`",
+            ));
+        };
+        match (level, self.keys.identify(&key, function)) {
+            (_, Some(Caller::Host(_))) => Ok(()),
+            (AuthLevel::Function, Some(Caller::Function { .. })) => Ok(()),
+            _ => Err(unauthorized(path, "the key is not valid for this route")),
+        }
+    }
+
+    /// An instance's status is open to a host key and to the keys of the function that started
+    /// it (a caller that may start an instance may poll it); `None` when the instance is unknown,
+    /// which only a host key may learn.
+    pub fn authorize_instance(
+        &self,
+        function: Option<&str>,
+        headers: &HeaderMap,
+        query: Option<&str>,
+        path: &str,
+    ) -> Result<(), Problem> {
+        let level = match function.and_then(|f| self.app.functions.iter().find(|g| g.name == f)) {
+            Some(f) if f.auth == AuthLevel::Anonymous => AuthLevel::Anonymous,
+            Some(_) => AuthLevel::Function,
+            None => AuthLevel::Admin,
+        };
+        self.authorize(level, function, headers, query, path)
+    }
+}
+
+fn unauthorized(path: &str, detail: &str) -> Problem {
+    Problem::new(StatusCode::UNAUTHORIZED, detail).at(path)
+}

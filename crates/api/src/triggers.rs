@@ -1,0 +1,135 @@
+//! `/{prefix}/{route}`: HTTP triggers.
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use baton_host::{Function, Mode};
+use serde_json::{Map, Value, json};
+
+use crate::instances;
+use crate::problem::Problem;
+use crate::state::ApiState;
+
+/// Runs the function bound to `route` with the request body as input.
+pub async fn invoke(
+    State(s): State<ApiState>,
+    Path(route): Path<String>,
+    method: Method,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Body,
+) -> Response {
+    let path = uri.path().to_owned();
+    match run(&s, &route, &method, &headers, &uri, body).await {
+        Ok(r) => r,
+        Err(p) => p.at(path).into_response(),
+    }
+}
+
+async fn run(
+    s: &ApiState,
+    route: &str,
+    method: &Method,
+    headers: &HeaderMap,
+    uri: &Uri,
+    body: Body,
+) -> Result<Response, Problem> {
+    let f = s.app.function(route).ok_or_else(|| {
+        Problem::new(
+            StatusCode::NOT_FOUND,
+            format!("no function is bound to the route `{route}`"),
+        )
+    })?;
+    if !f.methods.iter().any(|m| m == method.as_str()) {
+        return Err(Problem::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("`{}` accepts {}", f.name, f.methods.join(", ")),
+        )
+        .header(header::ALLOW, &f.methods.join(", ")));
+    }
+    s.authorize(f.auth, Some(&f.name), headers, uri.query(), uri.path())?;
+    let limits = &s.app.config.limits;
+    let input = if *method == Method::GET || *method == Method::DELETE {
+        query_input(uri.query())
+    } else {
+        crate::body::read_json(headers, body, limits.max_body_bytes, limits.max_json_depth).await?
+    };
+    check_schema(f, &input)?;
+    let mut started = s.express.start(f, input).map_err(|full| {
+        Problem::new(StatusCode::SERVICE_UNAVAILABLE, full.to_string())
+            .header(header::RETRY_AFTER, "1")
+    })?;
+    let prefix = s.prefix();
+    if f.mode == Mode::Async || !started.wait(f.wait.to_std()).await {
+        return Ok(instances::accepted(
+            prefix,
+            &started.id,
+            "10",
+            check_status_body(headers, prefix, &started.id),
+        ));
+    }
+    let snap = s.express.get(&started.id).ok_or_else(|| {
+        Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the instance finished but its result was already forgotten",
+        )
+    })?;
+    Ok(instances::finished(&snap, uri.path()))
+}
+
+/// A GET trigger's input: its query parameters as an object (`code` excluded).
+fn query_input(query: Option<&str>) -> Value {
+    let mut m = Map::new();
+    for (k, v) in query
+        .unwrap_or_default()
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+    {
+        if k != "code" {
+            m.insert(k.to_owned(), Value::String(v.replace('+', " ")));
+        }
+    }
+    Value::Object(m)
+}
+
+/// Input-schema failures are the caller's: 400 listing every failing JSON pointer, before any
+/// instance is created.
+fn check_schema(f: &Function, input: &Value) -> Result<(), Problem> {
+    let Some(schema) = &f.workflow.input.schema else {
+        return Ok(());
+    };
+    let violations = schema.violations(input);
+    if violations.is_empty() {
+        return Ok(());
+    }
+    let errors: Vec<Value> = violations
+        .iter()
+        .map(|v| json!({"pointer": if v.pointer.is_empty() { "/" } else { &v.pointer }, "detail": v.message}))
+        .collect();
+    let mut p = Problem::new(
+        StatusCode::BAD_REQUEST,
+        format!(
+            "the body does not match the input schema of `{}` ({} errors)",
+            f.name,
+            errors.len()
+        ),
+    )
+    .with("errors", Value::Array(errors));
+    p.type_ = baton_core::ErrorKind::Validation.type_uri();
+    p.title = "Validation Error".to_owned();
+    Err(p)
+}
+
+/// The Durable Functions check-status body of a started instance.
+fn check_status_body(headers: &HeaderMap, prefix: &str, id: &str) -> Value {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    let base = format!("http://{host}/{prefix}/instances/{id}");
+    json!({
+        "id": id,
+        "statusQueryGetUri": base,
+    })
+}

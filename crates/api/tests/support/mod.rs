@@ -1,0 +1,78 @@
+//! Helpers shared by the API tests: apps in temporary folders and requests without a socket.
+
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use baton_api::ApiState;
+use baton_engine::Runner;
+use baton_host::{App, Express, Keys, Settings};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tower::ServiceExt;
+
+pub fn state(app: App, keys: Keys) -> ApiState {
+    let runner = Runner::builder().build().expect("runner");
+    let dev_mode = keys.is_empty();
+    ApiState {
+        express: Express::new(runner, Settings::from_config(&app.config)),
+        app: Arc::new(app),
+        keys: Arc::new(keys),
+        dev_mode,
+    }
+}
+
+/// Writes an app folder with `baton.toml` and the given workflow files.
+pub fn app_dir(dir: &Path, toml: &str, workflows: &[(&str, &str)]) -> App {
+    std::fs::create_dir_all(dir.join("workflows")).expect("mkdir");
+    std::fs::write(dir.join("baton.toml"), toml).expect("toml");
+    for (name, text) in workflows {
+        std::fs::write(dir.join("workflows").join(name), text).expect("workflow");
+    }
+    App::from_dir(dir).expect("app loads")
+}
+
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: axum::http::HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+pub async fn send(state: &ApiState, req: Request<Body>) -> Answer {
+    let resp = baton_api::router(state.clone())
+        .oneshot(req)
+        .await
+        .expect("infallible");
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    Answer {
+        status,
+        headers,
+        body,
+        text,
+    }
+}
+
+pub fn post(uri: &str, body: &str) -> Request<Body> {
+    Request::post(uri)
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_owned()))
+        .expect("request")
+}
+
+pub fn get(uri: &str) -> Request<Body> {
+    Request::get(uri).body(Body::empty()).expect("request")
+}
+
+pub fn is_problem(a: &Answer) -> bool {
+    a.headers.get("content-type").and_then(|v| v.to_str().ok()) == Some("application/problem+json")
+        && a.body["status"] == a.status.as_u16()
+        && a.body["title"].is_string()
+}

@@ -1,0 +1,188 @@
+//! `baton serve`: the function host.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use baton_api::ApiState;
+use baton_core::expr::Budget;
+use baton_engine::Runner;
+use baton_host::{App, Express, Keys, Settings};
+
+/// Flags of `baton serve`; they win over `baton.toml` and `BATON_*` variables.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// The app folder (`baton.toml`, `workflows/`, `schemas/`); the embedded sample app if absent.
+    #[arg(long, env = "BATON_APP")]
+    pub app: Option<PathBuf>,
+    /// Address to listen on (default 127.0.0.1:7071, or `host.listen` of baton.toml).
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// The key file written by `baton keys`.
+    #[arg(long, env = "BATON_KEYS", default_value = ".baton/keys.json")]
+    pub keys: PathBuf,
+}
+
+/// Everything `serve` needs, validated before the listener opens.
+struct Prepared {
+    app: Arc<App>,
+    keys: Arc<Keys>,
+    addr: SocketAddr,
+    dev_mode: bool,
+}
+
+fn prepare(args: &ServeArgs) -> Result<Prepared, String> {
+    let mut app = match &args.app {
+        Some(dir) => App::from_dir(dir).map_err(|e| e.to_string())?,
+        None => App::sample().map_err(|e| e.to_string())?,
+    };
+    app.config
+        .apply_env(|k| std::env::var(k).ok())
+        .map_err(|e| e.to_string())?;
+    if let Some(listen) = &args.listen {
+        app.config.host.listen = listen.clone();
+    }
+    let addr: SocketAddr = app.config.host.listen.parse().map_err(|_| {
+        format!(
+            "host.listen: `{}` is not an address such as 127.0.0.1:7071",
+            app.config.host.listen
+        )
+    })?;
+    let keys = Keys::load(&args.keys).map_err(|e| e.to_string())?;
+    let dev_mode = keys.is_empty();
+    if dev_mode && !addr.ip().is_loopback() {
+        return Err(format!(
+            "refusing to listen on {addr} without keys: create one with `baton keys create --host --name master` \
+             (keys file {}), or listen on a loopback address for local development",
+            args.keys.display()
+        ));
+    }
+    Ok(Prepared {
+        app: Arc::new(app),
+        keys: Arc::new(keys),
+        addr,
+        dev_mode,
+    })
+}
+
+pub fn serve(args: &ServeArgs) -> ExitCode {
+    let prepared = match prepare(args) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("baton serve: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("baton serve: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match rt.block_on(run(prepared)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("baton serve: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(p: Prepared) -> Result<(), String> {
+    let config = &p.app.config;
+    let runner = Runner::builder()
+        .budget(Budget {
+            steps: config.limits.expression_steps,
+        })
+        .build()
+        .map_err(|e| e.to_string())?;
+    let express = Express::new(runner, Settings::from_config(config));
+    let listener = tokio::net::TcpListener::bind(p.addr)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", p.addr))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    announce(&p.app, addr, p.dev_mode, &p.keys);
+    let grace = config.host.shutdown_grace.0.to_std();
+    let state = ApiState {
+        app: p.app.clone(),
+        express,
+        keys: p.keys.clone(),
+        dev_mode: p.dev_mode,
+    };
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server =
+        axum::serve(listener, baton_api::router(state)).with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            let _ = stop_tx.send(true);
+        });
+    let mut stop_rx = stop_rx;
+    tokio::select! {
+        r = server => r.map_err(|e| e.to_string())?,
+        () = async {
+            let _ = stop_rx.wait_for(|s| *s).await;
+            tokio::time::sleep(grace).await;
+        } => {
+            tracing::warn!("in-flight requests did not finish within {}; exiting", config.host.shutdown_grace);
+        }
+    }
+    eprintln!("Baton stopped.");
+    Ok(())
+}
+
+fn announce(app: &App, addr: SocketAddr, dev_mode: bool, keys: &Keys) {
+    let prefix = app.config.host.route_prefix.trim_matches('/');
+    eprintln!(
+        "Baton {} serving {} on http://{addr}",
+        env!("CARGO_PKG_VERSION"),
+        app.origin
+    );
+    if dev_mode {
+        eprintln!(
+            "Local development mode: no keys are configured, so every route is open (loopback only)."
+        );
+    } else {
+        eprintln!(
+            "{} host key(s), keys for {} function(s).",
+            keys.host.len(),
+            keys.functions.values().filter(|v| !v.is_empty()).count()
+        );
+    }
+    eprintln!("\nFunctions:\n");
+    for f in &app.functions {
+        eprintln!(
+            "\t{}: [{}] http://{addr}/{prefix}/{}  ({})",
+            f.name,
+            f.methods.join(","),
+            f.route,
+            f.auth.as_str()
+        );
+    }
+    eprintln!();
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    eprintln!("Shutting down: no new connections; finishing in-flight requests.");
+}

@@ -1,0 +1,289 @@
+//! An app: `baton.toml`, `workflows/*.yaml|json` and `schemas/*.json`, from a folder or from
+//! the copy of the sample app embedded in the binary.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use baton_core::{Format, LoadError, Resolver, Workflow, load_str};
+use include_dir::{Dir, include_dir};
+use serde_json::Value;
+
+use crate::config::{AuthLevel, Config, ConfigError, Mode};
+
+static SAMPLE: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/../../examples/person-validation");
+
+/// Why an app could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    Workflow(#[from] LoadError),
+    #[error("{path}: {message}")]
+    Io { path: String, message: String },
+    #[error("{file}: {message}")]
+    Binding { file: String, message: String },
+}
+
+/// Where an app's files come from.
+trait Source {
+    fn read(&self, rel: &str) -> Option<String>;
+    fn list(&self, dir: &str) -> Vec<String>;
+    fn describe(&self, rel: &str) -> String;
+}
+
+struct Folder(PathBuf);
+
+impl Source for Folder {
+    fn read(&self, rel: &str) -> Option<String> {
+        std::fs::read_to_string(self.0.join(rel)).ok()
+    }
+
+    fn list(&self, dir: &str) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(self.0.join(dir)) else {
+            return Vec::new();
+        };
+        let mut names: Vec<String> = entries
+            .filter_map(Result::ok)
+            .filter(|e| e.path().is_file())
+            .filter_map(|e| e.file_name().to_str().map(|n| format!("{dir}/{n}")))
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn describe(&self, rel: &str) -> String {
+        self.0.join(rel).display().to_string()
+    }
+}
+
+struct Embedded(&'static Dir<'static>);
+
+impl Source for Embedded {
+    fn read(&self, rel: &str) -> Option<String> {
+        self.0
+            .get_file(rel)
+            .and_then(|f| f.contents_utf8())
+            .map(str::to_owned)
+    }
+
+    fn list(&self, dir: &str) -> Vec<String> {
+        let Some(d) = self.0.get_dir(dir) else {
+            return Vec::new();
+        };
+        let mut names: Vec<String> = d
+            .files()
+            .filter_map(|f| f.path().to_str().map(str::to_owned))
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn describe(&self, rel: &str) -> String {
+        format!("<embedded sample>/{rel}")
+    }
+}
+
+/// Resolves schema references relative to the referring workflow (`../schemas/x.json`).
+struct SourceResolver<'a> {
+    source: &'a dyn Source,
+    base: String,
+}
+
+impl Resolver for SourceResolver<'_> {
+    fn resolve(&self, uri: &str) -> Result<Value, String> {
+        if uri.contains("://") && !uri.starts_with("file://") {
+            return Err(format!(
+                "`{uri}` is remote; Baton loads resources from the app folder only"
+            ));
+        }
+        let rel = normalize(&format!(
+            "{}/{}",
+            self.base,
+            uri.trim_start_matches("file://")
+        ))
+        .ok_or_else(|| format!("`{uri}` points outside the app folder"))?;
+        let text = self
+            .source
+            .read(&rel)
+            .ok_or_else(|| format!("`{uri}` not found ({})", self.source.describe(&rel)))?;
+        baton_core::load::parse_text(&text, Format::from_path(&rel)).map_err(|e| e.to_string())
+    }
+}
+
+/// Joins `a/b/../c` into `a/c`; `None` if it climbs out of the root.
+fn normalize(path: &str) -> Option<String> {
+    let mut parts: Vec<&str> = Vec::new();
+    for p in path.split('/') {
+        match p {
+            "" | "." => {}
+            ".." => {
+                parts.pop()?;
+            }
+            other => parts.push(other),
+        }
+    }
+    Some(parts.join("/"))
+}
+
+/// A function: a trigger bound to a workflow.
+#[derive(Debug, Clone)]
+pub struct Function {
+    pub name: String,
+    /// The route segment (`/api/<route>`).
+    pub route: String,
+    /// Upper-case methods.
+    pub methods: Vec<String>,
+    pub auth: AuthLevel,
+    pub mode: Mode,
+    pub wait: baton_core::Duration,
+    pub workflow: Arc<Workflow>,
+}
+
+/// A loaded app.
+#[derive(Debug, Clone)]
+pub struct App {
+    pub config: Config,
+    /// Where it came from, for messages.
+    pub origin: String,
+    /// Workflows by `document.name`.
+    pub workflows: HashMap<String, Arc<Workflow>>,
+    /// Functions in name order.
+    pub functions: Vec<Function>,
+}
+
+impl App {
+    /// The person-validation sample app embedded in the binary.
+    pub fn sample() -> Result<Self, AppError> {
+        Self::load(&Embedded(&SAMPLE), "the embedded sample app".to_owned())
+    }
+
+    /// An app folder.
+    pub fn from_dir(dir: &Path) -> Result<Self, AppError> {
+        if !dir.is_dir() {
+            return Err(AppError::Io {
+                path: dir.display().to_string(),
+                message: "not a folder".to_owned(),
+            });
+        }
+        Self::load(&Folder(dir.to_path_buf()), dir.display().to_string())
+    }
+
+    /// The function bound to `route`, compared case-insensitively as Azure Functions does.
+    pub fn function(&self, route: &str) -> Option<&Function> {
+        self.functions
+            .iter()
+            .find(|f| f.route.eq_ignore_ascii_case(route))
+    }
+
+    fn load(source: &dyn Source, origin: String) -> Result<Self, AppError> {
+        let config_text = source.read("baton.toml").unwrap_or_default();
+        let config = Config::parse(&config_text, &source.describe("baton.toml"))?;
+        let mut workflows = HashMap::new();
+        for rel in source.list("workflows") {
+            if !matches!(rel.rsplit('.').next(), Some("yaml" | "yml" | "json")) {
+                continue;
+            }
+            let text = source.read(&rel).ok_or_else(|| AppError::Io {
+                path: source.describe(&rel),
+                message: "unreadable".to_owned(),
+            })?;
+            let resolver = SourceResolver {
+                source,
+                base: "workflows".to_owned(),
+            };
+            let wf = load_str(&text, Format::from_path(&rel), &resolver)
+                .map_err(|e| e.in_file(source.describe(&rel)))?;
+            let name = wf.document.name.clone();
+            if workflows.insert(name.clone(), Arc::new(wf)).is_some() {
+                return Err(AppError::Binding {
+                    file: source.describe(&rel),
+                    message: format!("another workflow is also named `{name}`"),
+                });
+            }
+        }
+        let mut functions = Vec::new();
+        for (name, f) in &config.functions {
+            let workflow =
+                workflows
+                    .get(&f.workflow)
+                    .cloned()
+                    .ok_or_else(|| AppError::Binding {
+                        file: source.describe("baton.toml"),
+                        message: format!(
+                            "functions.{name}.workflow: no workflow is named `{}` (workflows: {})",
+                            f.workflow,
+                            sorted_keys(&workflows)
+                        ),
+                    })?;
+            let route = f.route.clone().unwrap_or_else(|| name.clone());
+            if functions
+                .iter()
+                .any(|g: &Function| g.route.eq_ignore_ascii_case(&route))
+            {
+                return Err(AppError::Binding {
+                    file: source.describe("baton.toml"),
+                    message: format!("functions.{name}: route `{route}` is bound twice"),
+                });
+            }
+            functions.push(Function {
+                name: name.clone(),
+                route,
+                methods: f.methods.iter().map(|m| m.to_ascii_uppercase()).collect(),
+                auth: f.auth,
+                mode: f.mode,
+                wait: f.wait.0,
+                workflow,
+            });
+        }
+        Ok(Self {
+            config,
+            origin,
+            workflows,
+            functions,
+        })
+    }
+}
+
+fn sorted_keys<V>(m: &HashMap<String, V>) -> String {
+    let mut k: Vec<&str> = m.keys().map(String::as_str).collect();
+    k.sort_unstable();
+    k.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_normalise_inside_the_app() {
+        assert_eq!(
+            normalize("workflows/../schemas/p.json").as_deref(),
+            Some("schemas/p.json")
+        );
+        assert_eq!(normalize("workflows/../../etc/passwd"), None);
+    }
+
+    #[test]
+    fn the_embedded_sample_loads() {
+        let app = App::sample().expect("sample loads");
+        assert!(app.workflows.contains_key("validate"));
+        assert!(
+            app.function("validate").is_some(),
+            "routes match case-insensitively"
+        );
+    }
+
+    #[test]
+    fn bindings_to_missing_workflows_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join("baton.toml"),
+            "[functions.F]\nworkflow = \"nope\"\n",
+        )
+        .expect("write");
+        let e = App::from_dir(dir.path()).expect_err("unbound");
+        assert!(e.to_string().contains("no workflow is named `nope`"), "{e}");
+    }
+}

@@ -1,0 +1,373 @@
+//! `baton.toml`: the host's configuration, validated once at start-up.
+//!
+//! Layers, later ones winning: built-in defaults → `baton.toml` → `BATON_*` environment
+//! variables → command-line flags (applied by the CLI). Every error names the file, the line and
+//! column, and the field.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use baton_core::Duration;
+use serde::{Deserialize, Deserializer};
+
+/// Why a configuration could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}{}: {message}", position.map(|(l, c)| format!(":{l}:{c}")).unwrap_or_default())]
+pub struct ConfigError {
+    pub file: String,
+    pub position: Option<(usize, usize)>,
+    pub message: String,
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub host: HostConfig,
+    pub limits: Limits,
+    pub express: ExpressConfig,
+    /// Functions by name: each binds a trigger to a workflow.
+    pub functions: BTreeMap<String, FunctionConfig>,
+}
+
+/// `[host]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HostConfig {
+    /// Address to listen on.
+    pub listen: String,
+    /// Prefix of trigger and management routes (`api` → `/api/Validate`).
+    pub route_prefix: String,
+    /// How long in-flight requests may take to finish after a shutdown signal.
+    pub shutdown_grace: ConfigDuration,
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:7071".to_owned(),
+            route_prefix: "api".to_owned(),
+            shutdown_grace: ConfigDuration(Duration::from_secs(10)),
+        }
+    }
+}
+
+/// `[limits]`: what one request and the host as a whole may use.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest request body, in bytes (larger → 413).
+    pub max_body_bytes: usize,
+    /// Deepest JSON nesting accepted in a request body (deeper → 400).
+    pub max_json_depth: usize,
+    /// Instances running at once (more → 503 with `Retry-After`).
+    pub max_in_flight: usize,
+    /// Longest an express instance may run before it is stopped with a timeout error.
+    pub workflow_timeout: ConfigDuration,
+    /// Loop iterations one jq evaluation may spend.
+    pub expression_steps: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1024 * 1024,
+            max_json_depth: 64,
+            max_in_flight: 1024,
+            workflow_timeout: ConfigDuration(Duration::from_secs(300)),
+            expression_steps: 1_000_000,
+        }
+    }
+}
+
+/// `[express]`: how long finished in-memory instances stay queryable.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExpressConfig {
+    /// A finished instance is forgotten this long after it finished…
+    pub retention: ConfigDuration,
+    /// …or sooner, when more than this many finished instances are kept (oldest first).
+    pub max_retained: usize,
+}
+
+impl Default for ExpressConfig {
+    fn default() -> Self {
+        Self {
+            retention: ConfigDuration(Duration::from_secs(600)),
+            max_retained: 10_000,
+        }
+    }
+}
+
+/// Who may call a function, as in Azure Functions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthLevel {
+    /// No key needed.
+    Anonymous,
+    /// The function's own key or a host key.
+    #[default]
+    Function,
+    /// A host (admin) key only.
+    Admin,
+}
+
+impl AuthLevel {
+    /// The name used in configuration and the OpenAPI document.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Anonymous => "anonymous",
+            Self::Function => "function",
+            Self::Admin => "admin",
+        }
+    }
+}
+
+/// Whether the caller waits for the output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Wait up to `wait` for the output, then answer 202 and let the caller poll.
+    #[default]
+    Sync,
+    /// Answer 202 with the status links at once.
+    Async,
+}
+
+/// `[functions.<Name>]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FunctionConfig {
+    /// The workflow's `document.name`.
+    pub workflow: String,
+    /// The route under the prefix; the function's name by default.
+    #[serde(default)]
+    pub route: Option<String>,
+    #[serde(default = "default_methods")]
+    pub methods: Vec<String>,
+    #[serde(default)]
+    pub auth: AuthLevel,
+    #[serde(default)]
+    pub mode: Mode,
+    /// How long a sync caller waits before getting a 202.
+    #[serde(default = "default_wait")]
+    pub wait: ConfigDuration,
+}
+
+fn default_methods() -> Vec<String> {
+    vec!["POST".to_owned()]
+}
+
+fn default_wait() -> ConfigDuration {
+    ConfigDuration(Duration::from_secs(30))
+}
+
+/// A duration written as ISO 8601 (`PT30S`) or with a unit suffix (`30s`, `250ms`, `5m`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConfigDuration(pub Duration);
+
+impl ConfigDuration {
+    /// Parses either form.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if s.starts_with('P') {
+            return Duration::parse_iso8601(s).map(Self);
+        }
+        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let (n, unit) = s.split_at(split);
+        let n: u64 = n
+            .parse()
+            .map_err(|_| format!("`{s}` is not a duration (write `30s`, `250ms` or `PT30S`)"))?;
+        let ms = match unit {
+            "ms" => n,
+            "s" => n * 1000,
+            "m" => n * 60_000,
+            "h" => n * 3_600_000,
+            _ => return Err(format!("`{s}` has an unknown unit (use ms, s, m or h)")),
+        };
+        Ok(Self(Duration::from_millis(ms)))
+    }
+}
+
+impl fmt::Display for ConfigDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.to_iso8601())
+    }
+}
+
+impl<'de> Deserialize<'de> for ConfigDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Config {
+    /// Parses `baton.toml` text; `file` names it in errors.
+    pub fn parse(text: &str, file: &str) -> Result<Self, ConfigError> {
+        let config: Self = toml::from_str(text).map_err(|e| ConfigError {
+            file: file.to_owned(),
+            position: e.span().map(|s| line_col(text, s.start)),
+            message: e.message().trim().to_owned(),
+        })?;
+        config.validate(file)?;
+        Ok(config)
+    }
+
+    fn validate(&self, file: &str) -> Result<(), ConfigError> {
+        let fail = |message: String| ConfigError {
+            file: file.to_owned(),
+            position: None,
+            message,
+        };
+        if self.limits.max_body_bytes == 0 {
+            return Err(fail("limits.max_body_bytes must be at least 1".to_owned()));
+        }
+        if self.limits.max_in_flight == 0 {
+            return Err(fail("limits.max_in_flight must be at least 1".to_owned()));
+        }
+        if self.limits.max_json_depth == 0 {
+            return Err(fail("limits.max_json_depth must be at least 1".to_owned()));
+        }
+        for (name, f) in &self.functions {
+            for m in &f.methods {
+                if !matches!(
+                    m.to_ascii_uppercase().as_str(),
+                    "GET" | "POST" | "PUT" | "PATCH" | "DELETE"
+                ) {
+                    return Err(fail(format!(
+                        "functions.{name}.methods: `{m}` is not a method a trigger can use"
+                    )));
+                }
+            }
+            let route = f.route.as_deref().unwrap_or(name);
+            if route.is_empty() || route.contains(['/', '?', '#', ' ']) {
+                return Err(fail(format!(
+                    "functions.{name}.route: `{route}` must be one path segment"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies `BATON_*` environment variables (`BATON_LISTEN`, `BATON_MAX_BODY_BYTES`,
+    /// `BATON_MAX_IN_FLIGHT`, `BATON_MAX_JSON_DEPTH`, `BATON_WORKFLOW_TIMEOUT`).
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        let fail = |var: &str, message: String| ConfigError {
+            file: format!("${var}"),
+            position: None,
+            message,
+        };
+        if let Some(v) = get("BATON_LISTEN") {
+            self.host.listen = v;
+        }
+        let number = |var: &str| -> Result<Option<usize>, ConfigError> {
+            get(var)
+                .map(|v| {
+                    v.parse::<usize>()
+                        .map_err(|_| fail(var, format!("`{v}` is not a number")))
+                })
+                .transpose()
+        };
+        if let Some(n) = number("BATON_MAX_BODY_BYTES")? {
+            self.limits.max_body_bytes = n;
+        }
+        if let Some(n) = number("BATON_MAX_IN_FLIGHT")? {
+            self.limits.max_in_flight = n;
+        }
+        if let Some(n) = number("BATON_MAX_JSON_DEPTH")? {
+            self.limits.max_json_depth = n;
+        }
+        if let Some(v) = get("BATON_WORKFLOW_TIMEOUT") {
+            self.limits.workflow_timeout =
+                ConfigDuration::parse(&v).map_err(|e| fail("BATON_WORKFLOW_TIMEOUT", e))?;
+        }
+        Ok(())
+    }
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_apply_when_the_file_is_empty() {
+        let c = Config::parse("", "baton.toml").expect("parses");
+        assert_eq!(c.host.listen, "127.0.0.1:7071");
+        assert_eq!(c.limits.max_body_bytes, 1024 * 1024);
+        assert!(c.functions.is_empty());
+    }
+
+    #[test]
+    fn functions_bind_routes_to_workflows() {
+        let c = Config::parse(
+            "[functions.Validate]\nworkflow = \"validate\"\nauth = \"anonymous\"\nwait = \"2s\"\n",
+            "baton.toml",
+        )
+        .expect("parses");
+        let f = &c.functions["Validate"];
+        assert_eq!(
+            (f.workflow.as_str(), f.auth, f.mode),
+            ("validate", AuthLevel::Anonymous, Mode::Sync)
+        );
+        assert_eq!(f.wait.0, Duration::from_secs(2));
+        assert_eq!(f.methods, vec!["POST"]);
+    }
+
+    #[test]
+    fn errors_name_file_line_column_and_field() {
+        let e = Config::parse(
+            "[limits]\nmax_body_bytes = 10\nmax_bodybytes = 3\n",
+            "app/baton.toml",
+        )
+        .expect_err("typo");
+        assert_eq!(e.position, Some((3, 1)));
+        assert!(
+            e.to_string()
+                .starts_with("app/baton.toml:3:1: unknown field `max_bodybytes`"),
+            "{e}"
+        );
+        let e = Config::parse(
+            "[functions.X]\nworkflow = \"w\"\nwait = \"soon\"\n",
+            "baton.toml",
+        )
+        .expect_err("bad");
+        assert_eq!(e.position.map(|p| p.0), Some(3));
+        assert!(e.message.contains("soon"), "{e}");
+        let e = Config::parse(
+            "[functions.X]\nworkflow = \"w\"\nauth = \"nobody\"\n",
+            "baton.toml",
+        )
+        .expect_err("bad");
+        assert!(
+            e.message.contains("nobody") && e.message.contains("anonymous"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let mut c =
+            Config::parse("[host]\nlisten = \"127.0.0.1:1\"\n", "baton.toml").expect("parses");
+        c.apply_env(|k| match k {
+            "BATON_LISTEN" => Some("0.0.0.0:8080".to_owned()),
+            "BATON_MAX_BODY_BYTES" => Some("2048".to_owned()),
+            _ => None,
+        })
+        .expect("applies");
+        assert_eq!(
+            (c.host.listen.as_str(), c.limits.max_body_bytes),
+            ("0.0.0.0:8080", 2048)
+        );
+        let e = c
+            .apply_env(|k| (k == "BATON_MAX_IN_FLIGHT").then(|| "lots".to_owned()))
+            .expect_err("bad");
+        assert_eq!(e.file, "$BATON_MAX_IN_FLIGHT");
+    }
+}

@@ -1,0 +1,22 @@
+//! Baton's function host: what `baton serve` serves.
+//!
+//! * [`App`] is an app folder (or the embedded sample): `baton.toml` ([`Config`]), the workflows
+//!   and the [`Function`]s that bind routes to them;
+//! * [`Express`] runs express (in-memory) instances and keeps finished ones queryable for a
+//!   bounded time.
+//!
+//! ```
+//! let app = baton_host::App::sample().unwrap();
+//! let validate = app.function("Validate").unwrap();
+//! assert_eq!(validate.workflow.document.name, "validate");
+//! ```
+
+mod app;
+pub mod config;
+mod express;
+pub mod keys;
+
+pub use app::{App, AppError, Function};
+pub use config::{AuthLevel, Config, ConfigError, Mode};
+pub use express::{Express, Full, Settings, Snapshot, Started};
+pub use keys::{Caller, Keys};
