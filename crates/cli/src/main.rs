@@ -3,6 +3,7 @@
 mod bench;
 mod check;
 mod files;
+mod keys;
 mod problem;
 mod run;
 mod serve;
@@ -39,6 +40,8 @@ enum LogFormat {
 enum Command {
     /// Serve an app's functions over HTTP (the embedded sample app by default).
     Serve(serve::ServeArgs),
+    /// Manage function and host keys.
+    Keys(keys::KeysArgs),
     /// Run one workflow in-process and print its output as JSON.
     Run {
         /// The workflow definition (YAML or JSON).
@@ -77,6 +80,7 @@ fn main() -> ExitCode {
             secrets,
         } => run::run(&file, input.as_deref(), secrets.as_deref()),
         Command::Serve(args) => serve::serve(&args),
+        Command::Keys(args) => keys::keys(&args),
         Command::Check { path } => check::check(&path),
         Command::Bench(args) => bench::run(*args),
     }

@@ -15,8 +15,7 @@ use super::worker::{self, Run};
 
 /// Loads the plan's target and reports. Must run inside a tokio runtime; the connections are
 /// spawned on it. `Err` only when the run cannot happen (no thread for the pacer) or for a
-/// broken invariant (a connection task panicked); a failing
-/// target is data in the report.
+/// broken invariant (a connection task panicked): a failing target is data in the report.
 pub(super) async fn execute(plan: Plan, quiet: bool) -> anyhow::Result<Report> {
     let histogram = tally::histogram().context("cannot create the latency histogram")?;
     let schedule = match plan.pace {

@@ -313,6 +313,14 @@ impl Report {
                 Pace::Closed => None,
             },
             warmup_s: self.warmup.as_secs_f64(),
+            duration_s: match self.stop {
+                Stop::After(d) => Some(d.as_secs_f64()),
+                Stop::Requests(_) => None,
+            },
+            planned_requests: match self.stop {
+                Stop::Requests(n) => Some(n),
+                Stop::After(_) => None,
+            },
             requests: self.requests(),
             ok: self.ok(),
             errors: Errors {
@@ -353,6 +361,11 @@ pub(super) struct Summary {
     /// Open loop: the requested rate, per second.
     rate: Option<f64>,
     warmup_s: f64,
+    /// The measured duration asked for (`--duration`), or
+    duration_s: Option<f64>,
+    /// the number of measured requests asked for (`--requests`).
+    planned_requests: Option<u64>,
+    /// Measured requests done: responses of any status and transport errors.
     requests: u64,
     ok: u64,
     errors: Errors,
