@@ -79,6 +79,11 @@ impl Percentiles {
     }
 }
 
+/// `x` to the nearest `1 / per_unit`, so the JSON shows 5.001, not 5.0009969090000002.
+fn round(x: f64, per_unit: f64) -> f64 {
+    (x * per_unit).round() / per_unit
+}
+
 /// Microseconds as milliseconds with 3 decimals.
 fn ms(us: u64) -> String {
     format!("{}.{:03}", us / 1000, us % 1000)
@@ -288,9 +293,9 @@ impl Report {
             line(
                 "LATE",
                 format!(
-                    "{} requests ({:.1}%) were sent more than {} ms after due, by the client's \
-                     side (threads waiting for a CPU, or connections for earlier responses): \
-                     latency includes that wait; service time does not",
+                    "{} requests ({:.1}%) sent over {} ms after due: the client's side was late \
+                     (a thread waiting for a CPU, or a connection for an earlier response); \
+                     latency counts the wait, service time does not",
                     self.late(),
                     self.late_share() * 100.0,
                     ms(LATE_AFTER_US)
@@ -338,8 +343,8 @@ impl Report {
                     .collect(),
             },
             mismatched_bodies: self.checked_echo.then_some(self.tally.mismatched),
-            elapsed_s: self.elapsed.as_secs_f64(),
-            throughput_rps: self.throughput(),
+            elapsed_s: round(self.elapsed.as_secs_f64(), 1e3),
+            throughput_rps: round(self.throughput(), 10.0),
             latency_ms: self.latency().summary(),
             service_time_ms: open.then(|| Percentiles::of(&self.tally.service).summary()),
             lag_ms: open.then(|| Percentiles::of(&self.tally.lag).summary()),

@@ -14,10 +14,10 @@ use super::BenchArgs;
 use super::connection::Connection;
 use super::echo::serve_echo;
 use super::execute::execute;
-use super::plan::{Plan, Stop};
+use super::plan::{Pace, Plan, Stop};
 use super::report::Report;
 use super::schedule::{Phase, Schedule, closed_phase};
-use super::tally::Transport;
+use super::tally::{self, Tally, Transport};
 
 const BODY: &str = r#"{"Name":{"First":"John","Last":"Doe"},"Tags":[1,2,3]}"#;
 
@@ -403,4 +403,67 @@ fn transport_errors_have_stable_names() {
     .map(|t| t.as_str())
     .collect();
     assert_eq!(names, ["connect", "timeout", "closed", "protocol"]);
+}
+
+fn open_report(lags_us: &[u64], unsent: u64) -> Report {
+    let mut tally = Tally::new(&tally::histogram().unwrap());
+    for &lag in lags_us {
+        tally.lag.saturating_record(lag);
+        tally.response(StatusCode::OK, Duration::from_micros(lag + 100), true);
+    }
+    tally.unsent = unsent;
+    Report {
+        method: "POST".into(),
+        url: "http://127.0.0.1:1/echo".into(),
+        pace: Pace::Open { per_second: 100.0 },
+        connections: 4,
+        stop: Stop::After(Duration::from_secs(1)),
+        warmup: Duration::ZERO,
+        checked_echo: false,
+        elapsed: Duration::from_secs_f64(lags_us.len() as f64 / 100.0),
+        tally,
+    }
+}
+
+#[test]
+fn an_open_loop_on_schedule_has_nothing_to_say() {
+    let report = open_report(&[50; 100], 0);
+    assert!(!report.fell_behind());
+    assert_eq!(report.warning(), None);
+    assert!(!report.text().contains("LATE") && !report.text().contains("BEHIND"));
+}
+
+#[test]
+fn requests_sent_late_are_reported_as_such() {
+    let mut lags = vec![50; 95];
+    lags.extend([5_000; 5]);
+    let report = open_report(&lags, 0);
+
+    assert!(!report.fell_behind(), "the rate was still met");
+    assert!(
+        report.text().contains("LATE         5 requests (5.0%)"),
+        "{}",
+        report.text()
+    );
+    assert!(
+        report
+            .warning()
+            .unwrap()
+            .contains("5.0% of the requests were sent late")
+    );
+    assert_eq!(json(&report)["late"], 5);
+}
+
+#[test]
+fn requests_never_sent_mean_the_client_fell_behind() {
+    let report = open_report(&[50; 100], 7);
+
+    assert!(report.fell_behind());
+    assert!(
+        report.text().contains("7 requests never sent"),
+        "{}",
+        report.text()
+    );
+    assert!(report.warning().unwrap().contains("fell behind"));
+    assert_eq!(json(&report)["fell_behind"], true);
 }
