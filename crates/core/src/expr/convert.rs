@@ -7,9 +7,26 @@ use serde_json::{Map, Number, Value};
 /// Deepest nesting an expression result may have when it leaves jaq.
 pub const MAX_DEPTH: usize = 256;
 
+/// Converts a JSON value directly (going through serde's `Deserializer` for `&Value` costs about
+/// twice as much, and this runs for every expression evaluated).
 pub(super) fn to_val(v: &Value) -> Val {
-    // serde_json::Value is a Deserializer; this cannot fail for a JSON value.
-    Val::deserialize(v).unwrap_or_default()
+    match v {
+        Value::Null => Val::Null,
+        Value::Bool(b) => Val::Bool(*b),
+        Value::Number(n) => match (n.as_i64().and_then(|i| isize::try_from(i).ok()), n.as_f64()) {
+            (Some(i), _) => Val::from(i),
+            (None, Some(f)) if n.is_f64() => Val::from(f),
+            // Integers beyond isize keep their exact digits.
+            _ => Val::deserialize(v).unwrap_or_default(),
+        },
+        Value::String(s) => Val::from(s.clone()),
+        Value::Array(a) => a.iter().map(to_val).collect(),
+        Value::Object(o) => Val::obj(
+            o.iter()
+                .map(|(k, x)| (Val::from(k.clone()), to_val(x)))
+                .collect(),
+        ),
+    }
 }
 
 pub(super) fn from_val(v: &Val) -> Result<Value, String> {
@@ -26,7 +43,7 @@ fn convert(v: &Val, depth: usize) -> Result<Value, String> {
         Val::Null => Value::Null,
         Val::Bool(b) => Value::Bool(*b),
         Val::Num(n) => num(n),
-        Val::TStr(b) | Val::BStr(b) => Value::String(String::from_utf8_lossy(b).into_owned()),
+        Val::TStr(b) | Val::BStr(b) => Value::String(text(b)),
         Val::Arr(a) => Value::Array(
             a.iter()
                 .map(|x| convert(x, depth + 1))
@@ -36,7 +53,7 @@ fn convert(v: &Val, depth: usize) -> Result<Value, String> {
             let mut m = Map::with_capacity(o.len());
             for (k, x) in o.iter() {
                 let key = match k {
-                    Val::TStr(b) | Val::BStr(b) => String::from_utf8_lossy(b).into_owned(),
+                    Val::TStr(b) | Val::BStr(b) => text(b),
                     other => other.to_string(),
                 };
                 m.insert(key, convert(x, depth + 1)?);
@@ -66,5 +83,12 @@ fn float(f: f64) -> Value {
         Value::Number(Number::from(f as i64))
     } else {
         Number::from_f64(f).map_or(Value::Null, Value::Number)
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    match std::str::from_utf8(b) {
+        Ok(s) => s.to_owned(),
+        Err(_) => String::from_utf8_lossy(b).into_owned(),
     }
 }

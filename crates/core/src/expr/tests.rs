@@ -141,3 +141,12 @@ fn templates_evaluate_only_their_expressions() {
     let c = Template::compile(&json!({"a": [1, "x"]}), &VarNames::default()).expect("compiles");
     assert!(c.is_const());
 }
+
+#[test]
+fn values_round_trip_through_jq_unchanged() {
+    let doc = json!({
+        "int": 42, "neg": -7, "float": 1.5, "big": 18446744073709551615u64, "zero": 0,
+        "s": "Zoë 🚀", "null": null, "t": true, "arr": [1, "two", [3]], "obj": {"b": 1, "a": 2}
+    });
+    assert_eq!(eval(".", doc.clone()), Ok(doc));
+}
