@@ -48,6 +48,38 @@ struct Table {
 #[error("the host is running its maximum of {0} instances")]
 pub struct Full(pub usize);
 
+const IN_FLIGHT: &str = "baton_instances_in_flight";
+
+/// A running instance's permit. The `baton_instances_in_flight` gauge follows the permit's
+/// lifetime, so an instance that ends any way (even by a panic) gives its count back.
+/// Incremented and decremented rather than `set` from [`Express::in_flight`]: two instances
+/// finishing together could otherwise store their counts in the wrong order and leave the gauge
+/// stale until the next start.
+struct Slot {
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Slot {
+    fn new(permit: OwnedSemaphorePermit) -> Self {
+        metrics::gauge!(IN_FLIGHT).increment(1.0);
+        Self { _permit: permit }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        metrics::gauge!(IN_FLIGHT).decrement(1.0);
+    }
+}
+
+/// The labels of an instance's metrics: bounded by the app's functions and workflows.
+fn labels(function: &Function) -> [(&'static str, String); 2] {
+    [
+        ("function", function.name.clone()),
+        ("workflow", function.workflow.document.name.clone()),
+    ]
+}
+
 /// Runs and tracks express instances. Cheap to clone.
 #[derive(Clone)]
 pub struct Express {
@@ -134,6 +166,9 @@ impl Express {
             .clone()
             .try_acquire_owned()
             .map_err(|_| Full(self.max_in_flight))?;
+        let slot = Slot::new(permit);
+        let labels = labels(function);
+        metrics::counter!("baton_instances_started_total", &labels).increment(1);
         let id = new_instance_id();
         let now = self.clock.now();
         let (tx, rx) = watch::channel(false);
@@ -164,7 +199,7 @@ impl Express {
         let function = function.clone();
         let run_id = id.clone();
         tokio::spawn(async move {
-            let _permit: OwnedSemaphorePermit = permit;
+            let _slot = slot;
             let started = Instant::now();
             let run = this
                 .runner
@@ -188,6 +223,12 @@ impl Express {
                         )),
                     ),
                 };
+            let outcome = if status == Status::Completed {
+                "baton_instances_completed_total"
+            } else {
+                "baton_instances_failed_total"
+            };
+            metrics::counter!(outcome, &labels).increment(1);
             let ms = started.elapsed().as_millis();
             match (&status, &error) {
                 (Status::Completed, _) => tracing::info!(

@@ -1,0 +1,268 @@
+//! What operators read: `/metrics` (Prometheus) and `/openapi.json`.
+//!
+//! Metrics are process-global and the tests of this file run concurrently in one process, so
+//! counts are compared with `>=` or as a difference, never with `==`.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod support;
+
+use std::collections::BTreeMap;
+
+use axum::http::StatusCode;
+use baton_host::{App, Keys};
+use serde_json::Value;
+use support::*;
+
+const ADA: &str = include_str!("../../../examples/person-validation/samples/ada.json");
+
+const FAIL: &str = "document: {dsl: '1.0.0', namespace: t, name: ops-fail, version: '1.0.0'}\ndo:\n  - f:\n      raise:\n        error: {type: 'https://example.com/teapot', status: 418, title: Teapot}\n";
+
+const ECHO: &str = "document: {dsl: '1.0.0', namespace: t, name: echo, version: '1.0.0'}\ndo:\n  - e: {set: '${ . }'}\n";
+
+/// One sample line of the exposition format: name, labels, value.
+#[derive(Debug)]
+struct Sample {
+    name: String,
+    labels: BTreeMap<String, String>,
+    value: f64,
+}
+
+/// Parses the exposition format's sample lines (label values here hold no `,`, `"` or `}`).
+fn samples(text: &str) -> Vec<Sample> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let (series, value) = l.rsplit_once(' ').expect("a value");
+            let (name, labels) = series.split_once('{').unwrap_or((series, "}"));
+            let labels = labels
+                .trim_end_matches('}')
+                .split(',')
+                .filter(|kv| !kv.is_empty())
+                .map(|kv| {
+                    let (k, v) = kv.split_once('=').expect("label");
+                    (k.to_owned(), v.trim_matches('"').to_owned())
+                })
+                .collect();
+            Sample {
+                name: name.to_owned(),
+                labels,
+                value: value.parse().expect("a number"),
+            }
+        })
+        .collect()
+}
+
+/// The value of the series `name` whose labels include `want`; 0 if absent.
+fn value(all: &[Sample], name: &str, want: &[(&str, &str)]) -> f64 {
+    all.iter()
+        .filter(|s| s.name == name)
+        .find(|s| {
+            want.iter()
+                .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+        })
+        .map_or(0.0, |s| s.value)
+}
+
+async fn scrape(s: &baton_api::ApiState) -> Vec<Sample> {
+    let a = send(s, get("/metrics")).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    assert_eq!(
+        a.headers["content-type"].to_str().unwrap(),
+        "text/plain; version=0.0.4"
+    );
+    samples(&a.text)
+}
+
+fn is_instance_id(v: &str) -> bool {
+    v.len() == 32 && v.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+#[tokio::test]
+async fn requests_are_counted_by_function_or_route_template() {
+    let s = state(App::sample().expect("sample"), Keys::default());
+    for _ in 0..2 {
+        let a = send(&s, post("/api/Validate", ADA)).await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    }
+    assert_eq!(
+        send(&s, post("/api/NoSuchFunction", "{}")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let unknown = "/api/instances/0123456789abcdef0123456789abcdef";
+    assert_eq!(send(&s, get(unknown)).await.status, StatusCode::NOT_FOUND);
+
+    let all = scrape(&s).await;
+    let requests = "baton_http_requests_total";
+    let ok = [("route", "Validate"), ("method", "POST"), ("status", "200")];
+    assert!(value(&all, requests, &ok) >= 2.0, "{all:#?}");
+    let missing = [("route", "unmatched"), ("status", "404")];
+    assert!(value(&all, requests, &missing) >= 1.0, "{all:#?}");
+    let template = [("route", "/api/instances/{id}"), ("status", "404")];
+    assert!(value(&all, requests, &template) >= 1.0, "{all:#?}");
+    let started = [("function", "Validate"), ("workflow", "validate")];
+    assert!(value(&all, "baton_instances_started_total", &started) >= 2.0);
+    let bucket = [("route", "Validate"), ("le", "+Inf")];
+    assert!(value(&all, "baton_http_request_duration_seconds_bucket", &bucket) >= 2.0);
+    assert!(
+        all.iter()
+            .any(|s| s.name == "baton_http_request_duration_seconds_bucket"
+                && s.labels.get("le").map(String::as_str) == Some("0.0005")),
+        "the latency buckets start at 0.5 ms"
+    );
+    let leaked: Vec<&Sample> = all
+        .iter()
+        .filter(|s| {
+            s.labels
+                .values()
+                .any(|v| is_instance_id(v) || v.contains('?'))
+        })
+        .collect();
+    assert!(leaked.is_empty(), "ids or queries in labels: {leaked:#?}");
+}
+
+#[tokio::test]
+async fn a_faulting_function_counts_as_a_failed_instance() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = app_dir(
+        dir.path(),
+        "[functions.OpsFail]\nworkflow = \"ops-fail\"\n",
+        &[("fail.yaml", FAIL)],
+    );
+    let s = state(app, Keys::default());
+    let labels = [("function", "OpsFail"), ("workflow", "ops-fail")];
+    let before = value(&scrape(&s).await, "baton_instances_failed_total", &labels);
+    let a = send(&s, post("/api/OpsFail", "{}")).await;
+    assert_eq!(a.status.as_u16(), 418, "{}", a.text);
+    let after = scrape(&s).await;
+    assert!(value(&after, "baton_instances_failed_total", &labels) >= before + 1.0);
+    assert_eq!(
+        value(&after, "baton_instances_completed_total", &labels),
+        0.0
+    );
+}
+
+#[tokio::test]
+async fn metrics_and_openapi_need_no_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = app_dir(
+        dir.path(),
+        "[functions.Mine]\nworkflow = \"echo\"\n",
+        &[("echo.yaml", ECHO)],
+    );
+    let mut keys = Keys::default();
+    keys.create(None, "master", "t").expect("key");
+    let s = state(app, keys);
+    assert_eq!(send(&s, get("/metrics")).await.status, StatusCode::OK);
+    assert_eq!(send(&s, get("/openapi.json")).await.status, StatusCode::OK);
+    assert_eq!(
+        send(&s, post("/api/Mine", "{}")).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+async fn openapi(s: &baton_api::ApiState) -> Value {
+    let a = send(s, get("/openapi.json")).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    assert_eq!(a.headers["content-type"], "application/json");
+    serde_json::from_str(&a.text).expect("valid JSON")
+}
+
+#[tokio::test]
+async fn the_openapi_document_lists_every_function_of_the_sample() {
+    let app = App::sample().expect("sample");
+    let functions: Vec<String> = app.functions.iter().map(|f| f.route.clone()).collect();
+    let doc = openapi(&state(app, Keys::default())).await;
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "{doc}");
+    assert_eq!(doc["info"]["title"], "Baton");
+    assert_eq!(doc["info"]["version"], env!("CARGO_PKG_VERSION"));
+    assert!(
+        doc["info"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("the embedded sample app")
+    );
+    assert_eq!(functions.len(), 10);
+    for route in &functions {
+        let op = &doc["paths"][format!("/api/{route}")]["post"];
+        assert!(op.is_object(), "/api/{route}");
+        assert!(
+            op["security"].is_array(),
+            "the sample's functions need a key"
+        );
+    }
+    for fixed in [
+        "/api/instances/{id}",
+        "/api/GetResult",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/openapi.json",
+    ] {
+        assert!(doc["paths"][fixed]["get"].is_object(), "{fixed}");
+    }
+    let validate = &doc["paths"]["/api/Validate"]["post"];
+    let input = &validate["requestBody"]["content"]["application/json"]["schema"];
+    assert!(input["properties"]["Name"].is_object(), "{input}");
+    let accepted = &validate["responses"]["202"]["headers"];
+    assert!(accepted["Location"].is_object() && accepted["Retry-After"].is_object());
+}
+
+#[tokio::test]
+async fn problem_answers_share_the_problem_schema() {
+    let doc = openapi(&state(App::sample().expect("sample"), Keys::default())).await;
+    let problem = &doc["components"]["schemas"]["Problem"];
+    for member in ["type", "title", "status", "detail", "instance"] {
+        assert!(problem["properties"][member].is_object(), "{member}");
+    }
+    assert_eq!(problem["additionalProperties"], true);
+    let responses = &doc["paths"]["/api/CheckZip"]["post"]["responses"];
+    for status in ["400", "404", "405", "413", "415", "503", "5XX"] {
+        assert_eq!(
+            responses[status]["content"]["application/problem+json"]["schema"]["$ref"],
+            "#/components/schemas/Problem",
+            "{status}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn openapi_security_follows_each_functions_auth_level() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = app_dir(
+        dir.path(),
+        "[functions.Open]\nworkflow = \"echo\"\nauth = \"anonymous\"\n\
+         [functions.Mine]\nworkflow = \"echo\"\nauth = \"function\"\n",
+        &[("echo.yaml", ECHO)],
+    );
+    let doc = openapi(&state(app, Keys::default())).await;
+    let schemes = &doc["components"]["securitySchemes"];
+    assert_eq!(
+        (
+            &schemes["functionKey"]["in"],
+            &schemes["functionKey"]["name"]
+        ),
+        (&Value::from("header"), &Value::from("x-functions-key"))
+    );
+    assert_eq!(
+        (
+            &schemes["functionKeyQuery"]["in"],
+            &schemes["functionKeyQuery"]["name"]
+        ),
+        (&Value::from("query"), &Value::from("code"))
+    );
+    let open = &doc["paths"]["/api/Open"]["post"];
+    let mine = &doc["paths"]["/api/Mine"]["post"];
+    assert_eq!(open["security"], Value::Null);
+    assert!(open["responses"]["401"].is_null());
+    assert_eq!(
+        mine["security"],
+        serde_json::json!([{"functionKey": []}, {"functionKeyQuery": []}])
+    );
+    assert!(mine["responses"]["401"].is_object());
+    assert!(
+        doc["paths"]["/api/Open"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+            .is_object(),
+        "a workflow without an input schema accepts any JSON"
+    );
+}
