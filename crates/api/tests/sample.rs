@@ -1,5 +1,5 @@
-//! The bundled sample app over the API: the reference scenario, its edge cases and every
-//! problem answer.
+//! The bundled sample app over real HTTP (a server on 127.0.0.1:0): the reference scenario, its
+//! edge cases and every problem answer.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
@@ -10,8 +10,8 @@ use baton_host::{App, Keys};
 use serde_json::{Value, json};
 use support::*;
 
-fn sample() -> baton_api::ApiState {
-    state(App::sample().expect("sample"), Keys::default())
+async fn sample() -> Live {
+    live(&state(App::sample().expect("sample"), Keys::default())).await
 }
 
 fn expected(failed: &[u32]) -> Value {
@@ -48,7 +48,7 @@ fn expected(failed: &[u32]) -> Value {
 
 #[tokio::test]
 async fn validate_answers_the_reference_samples() {
-    let s = sample();
+    let s = sample().await;
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/samples");
     if !dir.is_dir() {
         eprintln!("SKIPPED: ../shared/samples is absent; the reference inputs were NOT sent");
@@ -60,7 +60,7 @@ async fn validate_answers_the_reference_samples() {
             ("person-short-first-name.json", vec![1]),
         ] {
             let body = std::fs::read_to_string(dir.join(file)).expect("sample");
-            let a = send(&s, post(&format!("/api/{route}"), &body)).await;
+            let a = s.send(post(&format!("/api/{route}"), &body)).await;
             assert_eq!(a.status, StatusCode::OK, "{route} {file}: {}", a.text);
             assert_eq!(a.body, expected(&failed), "{route} {file}");
             assert_eq!(a.headers["content-type"], "application/json");
@@ -70,7 +70,7 @@ async fn validate_answers_the_reference_samples() {
 
 #[tokio::test]
 async fn edge_cases_follow_the_rules_table() {
-    let s = sample();
+    let s = sample().await;
     let cases = [
         (json!({}), vec![1, 2, 4, 5, 6]),
         (json!({"Name": null, "Address": null}), vec![1, 2, 4, 5, 6]),
@@ -97,7 +97,9 @@ async fn edge_cases_follow_the_rules_table() {
     ];
     for (input, failed) in cases {
         for route in ["Validate", "ValidateParallel"] {
-            let a = send(&s, post(&format!("/api/{route}"), &input.to_string())).await;
+            let a = s
+                .send(post(&format!("/api/{route}"), &input.to_string()))
+                .await;
             assert_eq!(a.status, StatusCode::OK, "{route} {input}: {}", a.text);
             assert_eq!(a.body, expected(&failed), "{route} {input}");
         }
@@ -106,22 +108,18 @@ async fn edge_cases_follow_the_rules_table() {
 
 #[tokio::test]
 async fn check_routes_answer_the_error_or_204() {
-    let s = sample();
-    let a = send(
-        &s,
-        post("/api/CheckFirstName", r#"{"Name": {"First": "J"}}"#),
-    )
-    .await;
+    let s = sample().await;
+    let a = s
+        .send(post("/api/CheckFirstName", r#"{"Name": {"First": "J"}}"#))
+        .await;
     assert_eq!(a.status, StatusCode::OK);
     assert_eq!(
         a.body,
         json!({"id": 1, "check": "CheckFirstName", "message": "First name is null or not longer than 1 character"})
     );
-    let a = send(
-        &s,
-        post("/api/CheckFirstName", r#"{"Name": {"First": "Jo"}}"#),
-    )
-    .await;
+    let a = s
+        .send(post("/api/CheckFirstName", r#"{"Name": {"First": "Jo"}}"#))
+        .await;
     assert_eq!((a.status, a.text.as_str()), (StatusCode::NO_CONTENT, ""));
     for (route, body) in [
         ("CheckLastName", json!({"Name": {"Last": ""}})),
@@ -130,7 +128,9 @@ async fn check_routes_answer_the_error_or_204() {
         ("CheckState", json!({"Address": {"State": "ORE"}})),
         ("CheckZip", json!({"Address": {"Zip": "1"}})),
     ] {
-        let a = send(&s, post(&format!("/api/{route}"), &body.to_string())).await;
+        let a = s
+            .send(post(&format!("/api/{route}"), &body.to_string()))
+            .await;
         assert_eq!(
             (a.status, a.body["check"].as_str()),
             (StatusCode::OK, Some(route)),
@@ -141,15 +141,13 @@ async fn check_routes_answer_the_error_or_204() {
 
 #[tokio::test]
 async fn wrong_types_are_400_listing_every_pointer() {
-    let s = sample();
-    let a = send(
-        &s,
-        post(
+    let s = sample().await;
+    let a = s
+        .send(post(
             "/api/Validate",
             r#"{"Name": {"First": 5, "Last": ["x"]}, "Address": "here"}"#,
-        ),
-    )
-    .await;
+        ))
+        .await;
     assert_eq!(a.status, StatusCode::BAD_REQUEST);
     assert!(is_problem(&a), "{}", a.text);
     assert_eq!(
@@ -164,7 +162,7 @@ async fn wrong_types_are_400_listing_every_pointer() {
         .collect();
     pointers.sort_unstable();
     assert_eq!(pointers, vec!["/Address", "/Name/First", "/Name/Last"]);
-    let a = send(&s, post("/api/Validate", "[1, 2]")).await;
+    let a = s.send(post("/api/Validate", "[1, 2]")).await;
     assert_eq!(
         (a.status, a.body["errors"][0]["pointer"].as_str()),
         (StatusCode::BAD_REQUEST, Some("/"))
@@ -173,7 +171,7 @@ async fn wrong_types_are_400_listing_every_pointer() {
 
 #[tokio::test]
 async fn bad_requests_get_problem_documents() {
-    let s = sample();
+    let s = sample().await;
     let cases: Vec<(Request<axum::body::Body>, StatusCode, &str)> = vec![
         (
             post("/api/Validate", "{not json"),
@@ -236,20 +234,20 @@ async fn bad_requests_get_problem_documents() {
     ];
     for (req, status, needle) in cases {
         let what = format!("{} {}", req.method(), req.uri());
-        let a = send(&s, req).await;
+        let a = s.send(req).await;
         assert_eq!(a.status, status, "{what}: {}", a.text);
         assert!(is_problem(&a), "{what}: {}", a.text);
         assert!(a.text.contains(needle), "{what}: {}", a.text);
     }
-    let a = send(&s, get("/api/Validate")).await;
+    let a = s.send(get("/api/Validate")).await;
     assert_eq!(a.headers["allow"], "POST");
 }
 
 #[tokio::test]
 async fn health_and_readiness_answer() {
-    let s = sample();
-    assert_eq!(send(&s, get("/healthz")).await.status, StatusCode::OK);
-    let a = send(&s, get("/readyz")).await;
+    let s = sample().await;
+    assert_eq!(s.send(get("/healthz")).await.status, StatusCode::OK);
+    let a = s.send(get("/readyz")).await;
     assert_eq!(
         (a.status, a.body["status"].as_str()),
         (StatusCode::OK, Some("ready"))

@@ -76,3 +76,47 @@ pub fn is_problem(a: &Answer) -> bool {
         && a.body["status"] == a.status.as_u16()
         && a.body["title"].is_string()
 }
+
+/// A real server on 127.0.0.1:0 serving `state`, for tests that must cross a socket.
+pub struct Live {
+    pub base: String,
+    client: reqwest::Client,
+}
+
+pub async fn live(state: &ApiState) -> Live {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let router = baton_api::router(state.clone());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    Live {
+        base: format!("http://{addr}"),
+        client: reqwest::Client::new(),
+    }
+}
+
+impl Live {
+    /// Sends `req` (path-only URI) over HTTP and reads the answer.
+    pub async fn send(&self, req: Request<Body>) -> Answer {
+        let (parts, body) = req.into_parts();
+        let bytes = body.collect().await.expect("body").to_bytes();
+        let url = format!("{}{}", self.base, parts.uri);
+        let mut r = self.client.request(parts.method, url).body(bytes.to_vec());
+        for (k, v) in &parts.headers {
+            r = r.header(k, v);
+        }
+        let resp = r.send().await.expect("the server answers");
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp.bytes().await.expect("body");
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Answer {
+            status,
+            headers,
+            body,
+            text,
+        }
+    }
+}
