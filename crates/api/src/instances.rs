@@ -73,22 +73,28 @@ pub async fn get(
 ) -> Response {
     let prefix = s.prefix();
     let path = location(prefix, &id);
-    let snap = s.express.get(&id);
-    if let Err(p) = s.authorize_instance(
-        snap.as_ref().map(|x| x.function.as_str()),
-        &headers,
-        uri.query(),
-        &path,
-    ) {
-        return p.into_response();
-    }
-    match snap {
-        None => unknown(&id, &path),
-        Some(snap) if !snap.status.is_terminal() => {
+    match authorized_snapshot(&s, &id, &headers, &uri, &path) {
+        Err(r) => r,
+        Ok(snap) if !snap.status.is_terminal() => {
             accepted(prefix, &id, POLL_SECONDS, status_body(&snap, prefix))
         }
-        Some(snap) => (StatusCode::OK, axum::Json(status_body(&snap, prefix))).into_response(),
+        Ok(snap) => (StatusCode::OK, axum::Json(status_body(&snap, prefix))).into_response(),
     }
+}
+
+/// The instance's snapshot if the caller may see it; otherwise the 401 or 404 to answer.
+fn authorized_snapshot(
+    s: &ApiState,
+    id: &str,
+    headers: &HeaderMap,
+    uri: &Uri,
+    path: &str,
+) -> Result<Snapshot, Response> {
+    let snap = s.express.get(id);
+    let function = snap.as_ref().map(|x| x.function.as_str());
+    s.authorize_instance(function, headers, uri.query(), path)
+        .map_err(IntoResponse::into_response)?;
+    snap.ok_or_else(|| unknown(id, path))
 }
 
 fn unknown(id: &str, path: &str) -> Response {
@@ -120,24 +126,14 @@ pub async fn get_result(
             .at(path)
             .into_response();
     };
-    let snap = s.express.get(&id);
-    if let Err(p) = s.authorize_instance(
-        snap.as_ref().map(|x| x.function.as_str()),
-        &headers,
-        uri.query(),
-        &path,
-    ) {
-        return p.into_response();
-    }
-    match snap {
-        None => unknown(&id, &path),
-        Some(snap) if !snap.status.is_terminal() => {
+    match authorized_snapshot(&s, &id, &headers, &uri, &path) {
+        Err(r) => r,
+        Ok(snap) if !snap.status.is_terminal() => {
             accepted(prefix, &id, POLL_SECONDS, status_body(&snap, prefix))
         }
-        Some(snap) => finished(&snap, &path),
+        Ok(snap) => finished(&snap, &path),
     }
 }
-
 /// The answer for a finished instance: its output, or its fault.
 pub fn finished(s: &Snapshot, path: &str) -> Response {
     match (&s.output, &s.error) {
