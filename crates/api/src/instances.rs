@@ -74,7 +74,7 @@ pub async fn get(
     let prefix = s.prefix();
     let path = location(prefix, &id);
     match authorized_snapshot(&s, &id, &headers, &uri, &path) {
-        Err(r) => r,
+        Err(p) => p.into_response(),
         Ok(snap) if !snap.status.is_terminal() => {
             accepted(prefix, &id, POLL_SECONDS, status_body(&snap, prefix))
         }
@@ -89,21 +89,19 @@ fn authorized_snapshot(
     headers: &HeaderMap,
     uri: &Uri,
     path: &str,
-) -> Result<Snapshot, Response> {
+) -> Result<Snapshot, Problem> {
     let snap = s.express.get(id);
     let function = snap.as_ref().map(|x| x.function.as_str());
-    s.authorize_instance(function, headers, uri.query(), path)
-        .map_err(IntoResponse::into_response)?;
+    s.authorize_instance(function, headers, uri.query(), path)?;
     snap.ok_or_else(|| unknown(id, path))
 }
 
-fn unknown(id: &str, path: &str) -> Response {
+fn unknown(id: &str, path: &str) -> Problem {
     Problem::new(
         StatusCode::NOT_FOUND,
         format!("no instance `{id}` (unknown, or finished and forgotten)"),
     )
     .at(path)
-    .into_response()
 }
 
 #[derive(Debug, Deserialize)]
@@ -127,7 +125,7 @@ pub async fn get_result(
             .into_response();
     };
     match authorized_snapshot(&s, &id, &headers, &uri, &path) {
-        Err(r) => r,
+        Err(p) => p.into_response(),
         Ok(snap) if !snap.status.is_terminal() => {
             accepted(prefix, &id, POLL_SECONDS, status_body(&snap, prefix))
         }

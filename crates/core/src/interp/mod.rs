@@ -40,7 +40,7 @@ use crate::model::{HttpOutput, Workflow};
 use crate::time::Timestamp;
 
 pub use call::base64;
-pub use exec::retry_delay;
+pub use exec::try_catch::retry_delay;
 
 /// Identifies one suspended operation (a call, a timer, a subscription) of an instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -248,7 +248,7 @@ fn jitter_stays_within_its_range_and_is_deterministic() {
         ..RetryPolicy::default()
     };
     for r in 0..1000u64 {
-        let d = exec::retry_delay(&policy, 1, crate::Duration(0), r.wrapping_mul(0x9E37_79B9))
+        let d = retry_delay(&policy, 1, crate::Duration(0), r.wrapping_mul(0x9E37_79B9))
             .expect("retry");
         assert!((1100..=1300).contains(&d.as_millis()), "{d:?}");
     }

@@ -6,6 +6,8 @@
 //! `docs/adr/0001-own-workflow-model.md` says why the `serverless_workflow_core` crate is not used.
 
 mod error;
+mod errors;
+mod io_tasks;
 mod tasks;
 
 pub use error::{LoadError, LoadErrorKind};
