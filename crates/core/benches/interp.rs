@@ -144,3 +144,42 @@ fn load_fork6() -> Workflow {
 fn load_chain6_const() -> Workflow {
     load(divan::black_box(CHAIN6_CONST))
 }
+
+/// One jq evaluation in isolation, to separate jaq's own cost from the interpreter's: the
+/// identity on the person document (conversion in and out dominates) and a constant (the fixed
+/// cost of setting up an evaluation).
+mod expr {
+    use baton_core::expr::{Budget, Expr, Scope, VarNames};
+
+    fn person() -> serde_json::Value {
+        super::person()
+    }
+
+    #[divan::bench]
+    fn jq_identity_person(b: divan::Bencher) {
+        let e = Expr::compile(".", &VarNames::default()).expect("compiles");
+        let input = person();
+        let scope = Scope::new();
+        b.bench(|| e.eval(divan::black_box(&input), &scope, &Budget::default()));
+    }
+
+    #[divan::bench]
+    fn jq_constant(b: divan::Bencher) {
+        let e = Expr::compile("1", &VarNames::default()).expect("compiles");
+        let input = person();
+        let scope = Scope::new();
+        b.bench(|| e.eval(divan::black_box(&input), &scope, &Budget::default()));
+    }
+
+    #[divan::bench]
+    fn jq_first_name_check(b: divan::Bencher) {
+        let e = Expr::compile(
+            "((.Name.First // \"\") | length) <= 1",
+            &VarNames::default(),
+        )
+        .expect("compiles");
+        let input = person();
+        let scope = Scope::new();
+        b.bench(|| e.eval(divan::black_box(&input), &scope, &Budget::default()));
+    }
+}
