@@ -51,7 +51,7 @@ async fn run(
     s.authorize(f.auth, Some(&f.name), headers, uri.query(), uri.path())?;
     let limits = &s.app.config.limits;
     let input = if *method == Method::GET || *method == Method::DELETE {
-        query_input(uri.query())
+        query_input(uri)
     } else {
         crate::body::read_json(headers, body, limits.max_body_bytes, limits.max_json_depth).await?
     };
@@ -79,17 +79,15 @@ async fn run(
 }
 
 /// A GET trigger's input: its query parameters as an object (`code` excluded).
-fn query_input(query: Option<&str>) -> Value {
-    let mut m = Map::new();
-    for (k, v) in query
-        .unwrap_or_default()
-        .split('&')
-        .filter_map(|kv| kv.split_once('='))
-    {
-        if k != "code" {
-            m.insert(k.to_owned(), Value::String(v.replace('+', " ")));
-        }
-    }
+fn query_input(uri: &Uri) -> Value {
+    let pairs = axum::extract::Query::<Vec<(String, String)>>::try_from_uri(uri)
+        .map(|q| q.0)
+        .unwrap_or_default();
+    let m: Map<String, Value> = pairs
+        .into_iter()
+        .filter(|(k, _)| k != "code")
+        .map(|(k, v)| (k, Value::String(v)))
+        .collect();
     Value::Object(m)
 }
 

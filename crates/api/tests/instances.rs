@@ -166,3 +166,28 @@ async fn delayed_variants_show_the_point_of_fan_out() {
         assert_eq!(started.elapsed(), Duration::from_secs_f64(secs), "{route}");
     }
 }
+
+#[tokio::test]
+async fn get_triggers_take_their_input_from_the_decoded_query() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = app_dir(
+        dir.path(),
+        "[functions.Lookup]\nworkflow = \"echo\"\nmethods = [\"GET\"]\nauth = \"anonymous\"\n",
+        &[(
+            "echo.yaml",
+            "document: {dsl: '1.0.0', namespace: t, name: echo, version: '1.0.0'}\ndo:\n  - e: {set: '${ . }'}\n",
+        )],
+    );
+    let s = state(app, Keys::default());
+    let a = send(
+        &s,
+        get("/api/Lookup?name=Zo%C3%AB+Li&city=S%C3%A3o%20Paulo&code=secret"),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    assert_eq!(a.body, json!({"name": "Zoë Li", "city": "São Paulo"}));
+    assert_eq!(
+        send(&s, post("/api/Lookup", "{}")).await.status,
+        StatusCode::METHOD_NOT_ALLOWED
+    );
+}

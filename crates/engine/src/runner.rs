@@ -264,7 +264,20 @@ impl Run<'_> {
                     let tx = tx.clone();
                     let fut = self.runner.invoke(task, request);
                     let handle = tokio::spawn(async move {
-                        let result = fut.await;
+                        // A panicking function must not leave the instance waiting for ever:
+                        // run it as its own task and report a panic as a failed call.
+                        let result = match tokio::spawn(fut).await {
+                            Ok(r) => r,
+                            Err(e) => CallResult::Failed(WorkflowError::new(
+                                ErrorKind::Runtime,
+                                "/",
+                                if e.is_panic() {
+                                    "the function panicked"
+                                } else {
+                                    "the call was cancelled"
+                                },
+                            )),
+                        };
                         let _ = tx.send(Input::CallCompleted { token, result });
                     });
                     self.calls.insert(token, handle);

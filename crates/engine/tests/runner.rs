@@ -262,3 +262,21 @@ async fn unreachable_endpoints_are_communication_errors() {
         Some(ErrorKind::Communication)
     );
 }
+
+#[tokio::test]
+async fn a_panicking_function_fails_the_call_instead_of_hanging() {
+    let w = wf(
+        "do:\n  - t:\n      try:\n        - c: {call: boom}\n      catch:\n        as: e\n        do:\n          - h: {set: {caught: '${ $e.detail }'}}\n",
+    );
+    let runner = Runner::builder()
+        .function("boom", |_| async move {
+            if std::hint::black_box(true) {
+                panic!("deliberate test panic");
+            }
+            Ok(json!(null))
+        })
+        .build()
+        .expect("runner");
+    let run = runner.run(&w, json!({})).await;
+    assert_eq!(run.output, Some(json!({"caught": "the function panicked"})));
+}

@@ -83,7 +83,7 @@ fn labels(function: &Function) -> [(&'static str, String); 2] {
 /// Runs and tracks express instances. Cheap to clone.
 #[derive(Clone)]
 pub struct Express {
-    runner: Runner,
+    runner: Arc<Runner>,
     table: Arc<Mutex<Table>>,
     permits: Arc<Semaphore>,
     max_in_flight: usize,
@@ -143,7 +143,7 @@ impl Express {
     /// A registry that runs instances on `runner`.
     pub fn new(runner: Runner, settings: Settings) -> Self {
         Self {
-            runner,
+            runner: Arc::new(runner),
             table: Arc::default(),
             permits: Arc::new(Semaphore::new(settings.max_in_flight)),
             max_in_flight: settings.max_in_flight,
@@ -201,13 +201,33 @@ impl Express {
         tokio::spawn(async move {
             let _slot = slot;
             let started = Instant::now();
-            let run = this
-                .runner
-                .run_as(&function.workflow, input, run_id.clone());
-            let (status, output, error) =
-                match tokio::time::timeout(this.workflow_timeout, run).await {
-                    Ok(o) => (o.status, o.output, o.error),
-                    Err(_) => (
+            // The run is its own task so that a panic in the engine becomes a faulted instance
+            // (and a 500 for a waiting caller) instead of an instance left "Running" for ever.
+            let runner = this.runner.clone();
+            let workflow = function.workflow.clone();
+            let inner_id = run_id.clone();
+            let inner =
+                tokio::spawn(async move { runner.run_as(&workflow, input, inner_id).await });
+            let abort = inner.abort_handle();
+            let (status, output, error) = match tokio::time::timeout(this.workflow_timeout, inner)
+                .await
+            {
+                Ok(Ok(o)) => (o.status, o.output, o.error),
+                Ok(Err(join)) => {
+                    tracing::error!(instance = %run_id, panic = join.is_panic(), "the instance's task ended abnormally");
+                    (
+                        Status::Faulted,
+                        None,
+                        Some(WorkflowError::new(
+                            ErrorKind::Runtime,
+                            "/",
+                            "the instance stopped unexpectedly inside the engine; see the host's log",
+                        )),
+                    )
+                }
+                Err(_) => {
+                    abort.abort();
+                    (
                         Status::Faulted,
                         None,
                         Some(WorkflowError::new(
@@ -221,8 +241,9 @@ impl Express {
                                 .to_iso8601()
                             ),
                         )),
-                    ),
-                };
+                    )
+                }
+            };
             let outcome = if status == Status::Completed {
                 "baton_instances_completed_total"
             } else {
