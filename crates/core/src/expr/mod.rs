@@ -43,8 +43,10 @@ pub const STANDARD_VARS: [&str; 8] = [
 
 /// Definitions that replace impure builtins. Later definitions shadow earlier ones, so these win
 /// over the standard library's `now`, `env`, `halt`, … .
+/// `now` reads the step's clock; defined only for expressions that mention it.
+const NOW_DEF: &str = "def now: $__now;\n";
+
 const PRELUDE: &str = r#"
-def now: $__now;
 def env: {};
 def halt: error("halt is not available in workflow expressions");
 def halt_error: error("halt_error is not available in workflow expressions");
@@ -211,14 +213,29 @@ impl Expr {
                 source.len()
             )));
         }
-        let mut names: Vec<String> = STANDARD_VARS.iter().map(|s| (*s).to_owned()).collect();
+        // Only the variables the source mentions are declared, so an evaluation binds (and
+        // converts) just those; a mention that is not a variable (`$inputs`) still fails to
+        // compile as undefined.
+        let mentioned = |n: &str| {
+            if n == "$__now" {
+                source.contains("now")
+            } else {
+                source.contains(n)
+            }
+        };
+        let mut names: Vec<String> = STANDARD_VARS
+            .iter()
+            .filter(|n| mentioned(n))
+            .map(|s| (*s).to_owned())
+            .collect();
         for n in &scope.0 {
-            if !names.contains(n) {
+            if mentioned(n) && !names.contains(n) {
                 names.push(n.clone());
             }
         }
         budget::reject_definitions(source).map_err(fail)?;
-        let code = format!("{PRELUDE}{}\n{source}", budget::TICKING_DEFS);
+        let now_def = if mentioned("$__now") { NOW_DEF } else { "" };
+        let code = format!("{now_def}{PRELUDE}{}\n{source}", budget::TICKING_DEFS);
         let prelude_lines = code.lines().count() - source.lines().count().max(1);
         let arena = Arena::default();
         let defs = jaq_core::defs()
@@ -267,15 +284,7 @@ impl Expr {
         let vars: Vec<BVal> = self
             .vars
             .iter()
-            .map(|n| {
-                if self.source.contains(n.as_str())
-                    || (n == "$__now" && self.source.contains("now"))
-                {
-                    scope.get(n).map_or(BVal::Null, |v| convert::to_val(&v))
-                } else {
-                    BVal::Null
-                }
-            })
+            .map(|n| scope.get(n).map_or(BVal::Null, |v| convert::to_val(&v)))
             .collect();
         let input = convert::to_val(input);
         let source = &self.source;
