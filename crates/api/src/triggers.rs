@@ -108,9 +108,10 @@ fn check_schema(f: &Function, input: &Value) -> Result<(), Problem> {
     let mut p = Problem::new(
         StatusCode::BAD_REQUEST,
         format!(
-            "the body does not match the input schema of `{}` ({} errors)",
+            "the body does not match the input schema of `{}` ({} {})",
             f.name,
-            errors.len()
+            errors.len(),
+            if errors.len() == 1 { "error" } else { "errors" }
         ),
     )
     .with("errors", Value::Array(errors));
