@@ -66,24 +66,22 @@ pub(super) fn on_error(
                 .map_err(|x| expr_error(&task.reference, &x)),
         }
     };
-    let caught = filter_matches(&catch.filter, &error)
-        && match (
-            test(cx, &catch.when, true),
-            test(cx, &catch.except_when, false),
-        ) {
-            (Ok(w), Ok(x)) => w && !x,
-            (Err(e), _) | (_, Err(e)) => return Started::Finished(Outcome::Failed(e)),
-        };
-    if !caught {
+    // `when` must hold and `exceptWhen` must not; an error while testing them faults the task.
+    let holds = |cx: &Cx<'_>, when, except_when| -> Result<bool, WorkflowError> {
+        Ok(test(cx, when, true)? && !test(cx, except_when, false)?)
+    };
+    if !filter_matches(&catch.filter, &error) {
         return Started::Finished(Outcome::Failed(error));
     }
+    match holds(cx, &catch.when, &catch.except_when) {
+        Ok(true) => {}
+        Ok(false) => return Started::Finished(Outcome::Failed(error)),
+        Err(e) => return Started::Finished(Outcome::Failed(e)),
+    }
     if let Some(policy) = &catch.retry {
-        let wanted = match (
-            test(cx, &policy.when, true),
-            test(cx, &policy.except_when, false),
-        ) {
-            (Ok(w), Ok(x)) => w && !x,
-            (Err(e), _) | (_, Err(e)) => return Started::Finished(Outcome::Failed(e)),
+        let wanted = match holds(cx, &policy.when, &policy.except_when) {
+            Ok(w) => w,
+            Err(e) => return Started::Finished(Outcome::Failed(e)),
         };
         if wanted {
             let jitter = cx.random();
