@@ -61,21 +61,19 @@ async fn run(
             .header(header::RETRY_AFTER, "1")
     })?;
     let prefix = s.prefix();
-    if f.mode == Mode::Async || !started.wait(f.wait.to_std()).await {
-        return Ok(instances::accepted(
+    let last = match f.mode {
+        Mode::Async => None,
+        Mode::Sync => started.wait(f.wait.to_std()).await,
+    };
+    Ok(match last {
+        Some(snap) => instances::finished(&snap, uri.path()),
+        None => instances::accepted(
             prefix,
             &started.id,
             "10",
             check_status_body(headers, prefix, &started.id),
-        ));
-    }
-    let snap = s.express.get(&started.id).ok_or_else(|| {
-        Problem::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "the instance finished but its result was already forgotten",
-        )
-    })?;
-    Ok(instances::finished(&snap, uri.path()))
+        ),
+    })
 }
 
 /// A GET trigger's input: its query parameters as an object (`code` excluded).

@@ -121,7 +121,7 @@ async fn retention_is_bounded_by_count_and_age() {
     let mut ids = Vec::new();
     for _ in 0..3 {
         let mut started = express.start(&f, json!({})).unwrap();
-        assert!(started.wait(Duration::from_secs(5)).await);
+        assert!(started.wait(Duration::from_secs(5)).await.is_some());
         ids.push(started.id.clone());
     }
     assert!(
@@ -189,5 +189,24 @@ async fn get_triggers_take_their_input_from_the_decoded_query() {
     assert_eq!(
         send(&s, post("/api/Lookup", "{}")).await.status,
         StatusCode::METHOD_NOT_ALLOWED
+    );
+}
+
+#[tokio::test]
+async fn a_sync_caller_gets_its_result_even_if_it_is_evicted_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = app_dir(
+        dir.path(),
+        "[express]\nmax_retained = 0\n[functions.Echo]\nworkflow = \"echo\"\n",
+        &[(
+            "echo.yaml",
+            "document: {dsl: '1.0.0', namespace: t, name: echo, version: '1.0.0'}\ndo:\n  - e: {set: '${ {got: .} }'}\n",
+        )],
+    );
+    let s = state(app, Keys::default());
+    let a = send(&s, post("/api/Echo", r#"{"n": 1}"#)).await;
+    assert_eq!(
+        (a.status, a.body),
+        (StatusCode::OK, json!({"got": {"n": 1}}))
     );
 }

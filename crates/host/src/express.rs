@@ -33,8 +33,11 @@ pub struct Snapshot {
 
 struct Entry {
     snapshot: Snapshot,
-    done: watch::Receiver<bool>,
+    done: watch::Receiver<Final>,
 }
+
+/// What a waiter receives: nothing while the instance runs, its final state once it finished.
+type Final = Option<Arc<Snapshot>>;
 
 #[derive(Default)]
 struct Table {
@@ -127,15 +130,17 @@ impl std::fmt::Debug for Express {
 #[derive(Debug)]
 pub struct Started {
     pub id: String,
-    done: watch::Receiver<bool>,
+    done: watch::Receiver<Final>,
 }
 
 impl Started {
-    /// Waits until the instance finishes or `timeout` passes; true if it finished.
-    pub async fn wait(&mut self, timeout: std::time::Duration) -> bool {
-        tokio::time::timeout(timeout, self.done.wait_for(|d| *d))
-            .await
-            .is_ok_and(|r| r.is_ok())
+    /// Waits until the instance finishes or `timeout` passes, and returns its final state.
+    ///
+    /// The final state travels with the notification, so a waiter gets its result even if the
+    /// instance is evicted from the table right after it finished.
+    pub async fn wait(&mut self, timeout: std::time::Duration) -> Option<Arc<Snapshot>> {
+        let done = tokio::time::timeout(timeout, self.done.wait_for(Option::is_some)).await;
+        done.ok()?.ok().and_then(|f| f.clone())
     }
 }
 
@@ -171,7 +176,7 @@ impl Express {
         metrics::counter!("baton_instances_started_total", &labels).increment(1);
         let id = new_instance_id();
         let now = self.clock.now();
-        let (tx, rx) = watch::channel(false);
+        let (tx, rx) = watch::channel(None);
         let snapshot = Snapshot {
             id: id.clone(),
             function: function.name.clone(),
@@ -263,29 +268,34 @@ impl Express {
                     error.as_ref().map_or_else(|| status.as_str().to_owned(), ToString::to_string)
                 ),
             }
-            this.finish(&run_id, status, output, error);
-            let _ = tx.send(true);
+            let last = this.finish(&run_id, status, output, error);
+            // `last` is always there: a running entry is never evicted.
+            let _ = tx.send(last.map(Arc::new));
         });
         Ok(Started { id, done: rx })
     }
 
+    /// Records the end of an instance and returns its final state (`None` only if the
+    /// instance was unknown).
     fn finish(
         &self,
         id: &str,
         status: Status,
         output: Option<Value>,
         error: Option<WorkflowError>,
-    ) {
+    ) -> Option<Snapshot> {
         let now = self.clock.now();
         let mut t = self.lock();
-        if let Some(e) = t.entries.get_mut(id) {
+        let last = t.entries.get_mut(id).map(|e| {
             e.snapshot.status = status;
             e.snapshot.output = output;
             e.snapshot.error = error;
             e.snapshot.updated = now;
-        }
+            e.snapshot.clone()
+        });
         t.finished.push_back((Instant::now(), id.to_owned()));
         self.evict(&mut t);
+        last
     }
 
     fn evict(&self, t: &mut Table) {
@@ -314,8 +324,10 @@ impl Express {
             id: id.to_owned(),
             done: rx,
         };
-        started.wait(timeout).await;
-        self.get(id)
+        match started.wait(timeout).await {
+            Some(last) => Some((*last).clone()),
+            None => self.get(id),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Table> {
