@@ -125,35 +125,31 @@ pub(super) fn resume_try(
             list,
             attempt_timer,
         } => {
-            let (attempt, first_started) = (*attempt, *first_started);
-            if let (Ev::Timer(t), Some(at)) = (ev, *attempt_timer) {
-                if *t == at {
-                    cancel_list(cx, list);
-                    let e = WorkflowError::new(
-                        ErrorKind::Timeout,
-                        &task.reference,
-                        format!(
-                            "attempt {} of `{}` exceeded `limit.attempt.duration`",
-                            attempt + 1,
-                            task.name
-                        ),
-                    );
-                    on_error(
-                        cx,
-                        task,
-                        &frame.input,
-                        &frame.scope,
-                        catch,
-                        e,
-                        attempt,
-                        first_started,
-                    )
-                } else {
-                    return resume_attempt(cx, task, frame, ev);
-                }
-            } else {
+            let timed_out = matches!(ev, Ev::Timer(t) if Some(*t) == *attempt_timer);
+            if !timed_out {
                 return resume_attempt(cx, task, frame, ev);
             }
+            let (attempt, first_started) = (*attempt, *first_started);
+            cancel_list(cx, list);
+            let e = WorkflowError::new(
+                ErrorKind::Timeout,
+                &task.reference,
+                format!(
+                    "attempt {} of `{}` exceeded `limit.attempt.duration`",
+                    attempt + 1,
+                    task.name
+                ),
+            );
+            on_error(
+                cx,
+                task,
+                &frame.input,
+                &frame.scope,
+                catch,
+                e,
+                attempt,
+                first_started,
+            )
         }
         TryFrame::Backoff {
             attempt,
