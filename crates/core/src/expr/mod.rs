@@ -10,11 +10,13 @@
 
 mod budget;
 mod convert;
+mod fast;
 mod template;
 
 pub use budget::Budget;
 pub use template::{Template, type_name};
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
 use jaq_core::load::{Arena, File, Loader};
@@ -89,6 +91,8 @@ pub struct Expr {
     source: Arc<str>,
     filter: Arc<Filter>,
     vars: Arc<[String]>,
+    /// The native plan, when the expression lies in the subset `fast.rs` evaluates.
+    fast: Option<Arc<fast::Plan>>,
 }
 
 impl std::fmt::Debug for Expr {
@@ -266,6 +270,7 @@ impl Expr {
             source: source.into(),
             filter: Arc::new(filter),
             vars: names.into(),
+            fast: fast::Plan::compile(source).map(Arc::new),
         })
     }
 
@@ -275,7 +280,31 @@ impl Expr {
     }
 
     /// Evaluates the expression and returns its first output (`null` if it produced none).
+    ///
+    /// Expressions in the subset of `fast.rs` run natively; whatever that subset cannot answer
+    /// exactly (errors included) runs on jaq.
     pub fn eval(
+        &self,
+        input: &Value,
+        scope: &dyn Bindings,
+        budget: &Budget,
+    ) -> Result<Value, ExprError> {
+        if let Some(plan) = &self.fast {
+            // A panic in the native path is a bug there, not in the expression: let jaq answer.
+            if let Ok(Ok(v)) = catch_unwind(AssertUnwindSafe(|| plan.first(input, scope))) {
+                return Ok(v);
+            }
+        }
+        self.eval_jaq(input, scope, budget)
+    }
+
+    /// True if the expression has a native plan (see `fast.rs`).
+    pub fn is_native(&self) -> bool {
+        self.fast.is_some()
+    }
+
+    /// Evaluates on jaq alone, never on the native plan.
+    pub(crate) fn eval_jaq(
         &self,
         input: &Value,
         scope: &dyn Bindings,

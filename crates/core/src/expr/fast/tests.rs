@@ -1,0 +1,460 @@
+//! The native path must answer exactly what jaq answers, whenever it answers at all.
+
+use serde_json::{Value, json};
+
+use crate::expr::{Budget, Expr, Scope, VarNames};
+
+/// Expressions covering every construct of the subset, its edges, and constructs outside it.
+const CORPUS: &[&str] = &[
+    ".",
+    "1",
+    "-1",
+    "1.5",
+    "1e3",
+    "\"text\"",
+    "\"tab\\tnew\\nline \\u00e9\"",
+    "true",
+    "false",
+    "null",
+    ".a",
+    ".a.b",
+    ".a?",
+    ".a.b?",
+    ".[0]",
+    ".[1]?",
+    ".[5]",
+    ".[]",
+    ".[]?",
+    ".a[]",
+    ".[] | .id",
+    ".\"a\"",
+    ".a // \"d\"",
+    ".a.b // .c // 0",
+    "(.[] | select(. != null)) // \"none\"",
+    "empty // 1",
+    ". and true",
+    ".a or .b",
+    "(.a // false) and (.b // false)",
+    ". == 1",
+    ". == 1.0",
+    ". != \"x\"",
+    ". < 2",
+    ". <= \"m\"",
+    ". > [1]",
+    ". >= null",
+    ".a == .b",
+    "[1, 2] == [1, 2.0]",
+    "{\"a\": 1} == {\"a\": 1.0}",
+    ". + 1",
+    ". - 1",
+    ". * 2",
+    ". / 2",
+    ". + 0.5",
+    ". + .",
+    ". - .",
+    ". * .",
+    ". / .",
+    "9223372036854775807 + .",
+    "-9223372036854775807 - .",
+    ".a + .b",
+    ". + null",
+    "null + .",
+    ". + \"!\"",
+    ". + [0]",
+    ". + {\"z\": 1}",
+    "-.",
+    "-(.a)",
+    "[]",
+    "[.]",
+    "[.[]]",
+    "[.[] | . + 1]",
+    "[.[]?, 1]",
+    "{}",
+    "{a: 1}",
+    "{a: ., b: [.]}",
+    "{id: .id, check: \"x\"}",
+    "{id, check}",
+    "{\"quoted\": 1}",
+    "{(.k // \"k\"): 1}",
+    "{\"s\\(.k // 1)\": 2}",
+    "{a: 1, a: 2}",
+    "\"x\\(.)y\"",
+    "\"n=\\(.a) m=\\(.b)\"",
+    "if . then 1 else 2 end",
+    "if . == 1 then \"one\" elif . == 2 then \"two\" else \"many\" end",
+    "if . then 1 end",
+    "if .a then .b end",
+    "empty",
+    "1, 2",
+    "(1, 2) | . * 10",
+    ". | not",
+    "not",
+    "length",
+    ".a | length",
+    "type",
+    "[.[] | type]",
+    "select(. != null)",
+    "[.[] | select(. > 1)]",
+    "map(. + 1)",
+    "map(.id)",
+    "sort_by(.)",
+    "sort_by(.id)",
+    "sort_by(.id, .name)",
+    "sort_by(-.)",
+    "has(\"a\")",
+    "has(0)",
+    "has(-1)",
+    "test(\"^[A-Za-z]{2}$\")",
+    "test(\"^[0-9]{5}$\")",
+    "test(\"é\")",
+    "test(\".\")",
+    "test(\"^.$\")",
+    "test(\"(\")",
+    ".a = 1",
+    ".a.b = .c",
+    ".a |= . + 1",
+    ".a += 1",
+    ".a -= 1",
+    ".a *= 2",
+    ".a /= 2",
+    ".a //= \"d\"",
+    ".results += [{id: 1}]",
+    ".x.y.z = 1",
+    "$item",
+    "$item.a",
+    "{$item}",
+    "[$item, .]",
+    // Outside the subset: always jaq's.
+    ".[1:]",
+    ".[-1]",
+    ". % 2",
+    "reduce .[] as $x (0; . + $x)",
+    ". as $x | $x",
+    "try error(\"x\") catch .",
+    "..",
+    "@base64",
+    "keys",
+    "add",
+    "tostring",
+    "test(\"a\"; \"i\")",
+    "first(.[])",
+    "$__loc__",
+    ".[.a]",
+];
+
+fn inputs() -> Vec<Value> {
+    let mut v = vec![
+        json!(null),
+        json!(true),
+        json!(false),
+        json!(0),
+        json!(1),
+        json!(2),
+        json!(-3),
+        json!(2.5),
+        json!(1.0e20),
+        json!(9007199254740993_i64),
+        json!(i64::MAX),
+        json!(i64::MIN),
+        json!(u64::MAX),
+        json!(""),
+        json!("a"),
+        json!("ab"),
+        json!("m"),
+        json!("Ünïcödé"),
+        json!("12345"),
+        json!("1234"),
+        json!("OR"),
+        json!("or"),
+        json!("日本"),
+        json!([]),
+        json!([1, 2, 3]),
+        json!([3, 1, 2, 1.5]),
+        json!([null, false, 1, "a", [1], {"a": 1}]),
+        json!([{"id": 2, "name": "b"}, {"id": 1, "name": "a"}, {"id": 2, "name": "a"}]),
+        json!([{"id": {"x": 1}}, {"id": {"x": 0}}]),
+        json!({}),
+        json!({"a": 1}),
+        json!({"a": 1.0, "b": 1}),
+        json!({"a": {"b": "x"}, "c": 3}),
+        json!({"a": "s", "b": "t"}),
+        json!({"a": [1, 2], "b": [3]}),
+        json!({"a": null, "b": false}),
+        json!({"a": true, "b": 0}),
+        json!({"k": "key", "a": 5}),
+        json!({"x": 5}),
+        json!({"x": {"y": []}}),
+        json!({"id": 7, "check": "C", "extra": 1}),
+        json!({"results": [{"id": 0}]}),
+    ];
+    for s in ["person-valid.json", "person-short-first-name.json"] {
+        let path = format!("{}/../../../shared/samples/{s}", env!("CARGO_MANIFEST_DIR"));
+        if let Ok(text) = std::fs::read_to_string(path) {
+            v.push(serde_json::from_str(&text).expect("the shared samples are JSON"));
+        }
+    }
+    for s in ["ada.json", "incomplete.json"] {
+        let path = format!(
+            "{}/../../examples/person-validation/samples/{s}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let text = std::fs::read_to_string(path).expect("the sample app's inputs exist");
+        v.push(serde_json::from_str(&text).expect("the sample inputs are JSON"));
+    }
+    v
+}
+
+fn scope() -> (VarNames, Scope) {
+    let names = VarNames::default().with(["item"]);
+    let mut scope = Scope::new();
+    scope.set("item", json!({"a": [1, "two"]}));
+    (names, scope)
+}
+
+/// Compares the native answer with jaq's; returns whether the native path answered.
+fn agree(e: &Expr, input: &Value, scope: &Scope) -> bool {
+    let Some(plan) = &e.fast else {
+        return false;
+    };
+    let Ok(native) = plan.first(input, scope) else {
+        return false;
+    };
+    let jaq = e.eval_jaq(input, scope, &Budget::default());
+    let native_text = serde_json::to_string(&native).expect("serialises");
+    match jaq {
+        Ok(v) => assert_eq!(
+            native_text,
+            serde_json::to_string(&v).expect("serialises"),
+            "`{}` on {input}",
+            e.source()
+        ),
+        Err(err) => panic!(
+            "`{}` on {input}: native answered {native_text}, jaq failed: {err}",
+            e.source()
+        ),
+    }
+    true
+}
+
+#[test]
+fn native_answers_equal_jaqs_over_the_corpus() {
+    let (names, scope) = scope();
+    let inputs = inputs();
+    let mut answered = 0;
+    let mut compared = 0;
+    for src in CORPUS {
+        let Ok(e) = Expr::compile(src, &names) else {
+            // Only sources jaq itself refuses may be refused.
+            assert!(["$__loc__"].contains(src), "`{src}` should compile on jaq");
+            continue;
+        };
+        for input in &inputs {
+            compared += 1;
+            if agree(&e, input, &scope) {
+                answered += 1;
+            }
+        }
+    }
+    // The corpus is mostly inside the subset: most pairs must have been answered natively,
+    // or this test would prove little.
+    assert!(
+        answered * 2 > compared,
+        "only {answered} of {compared} evaluations were native"
+    );
+}
+
+#[test]
+fn constructs_outside_the_subset_have_no_plan() {
+    let (names, _) = scope();
+    for src in [
+        ".[1:]",
+        ".[-1]",
+        ". % 2",
+        "reduce .[] as $x (0; . + $x)",
+        ". as $x | $x",
+        "try error(\"x\") catch .",
+        "..",
+        "@base64",
+        "keys",
+        "test(\"a\"; \"i\")",
+        "{a: (1, 2)}",
+        "(1, 2) + 1",
+        "if (true, false) then 1 else 2 end",
+        ".[.a]",
+        "test(\"(\")",
+    ] {
+        let e = Expr::compile(src, &names).expect("jaq compiles it");
+        assert!(!e.is_native(), "`{src}` must be left to jaq");
+    }
+}
+
+/// Errors are always jaq's: the native path gives up and jaq reports the error.
+#[test]
+fn errors_come_from_jaq() {
+    let (names, scope) = scope();
+    for (src, input) in [
+        (".a", json!(1)),
+        (".[]", json!(null)),
+        ("length", json!(true)),
+        (". + 1", json!("s")),
+        (". / 0", json!(1)),
+        ("9223372036854775807 + 1", json!(null)),
+        ("test(\"a\")", json!(1)),
+        (".a.b = 1", json!({"a": 5})),
+        (". < .", json!({"a": 1})),
+    ] {
+        let e = Expr::compile(src, &names).expect("compiles");
+        let native = e.fast.as_ref().map(|p| p.first(&input, &scope));
+        assert!(
+            matches!(native, None | Some(Err(_))),
+            "`{src}` on {input} must not be answered natively: {native:?}"
+        );
+        assert_eq!(
+            e.eval(&input, &scope, &Budget::default()),
+            e.eval_jaq(&input, &scope, &Budget::default()),
+            "`{src}` on {input}"
+        );
+    }
+}
+
+/// Every `${ … }` expression of the sample app, scanned from the workflow files.
+fn sample_expressions() -> Vec<String> {
+    let dir = format!(
+        "{}/../../examples/person-validation/workflows",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let mut out = vec!["{person: ., results: []}".to_owned()];
+    for entry in std::fs::read_dir(dir).expect("the sample workflows exist") {
+        let text = std::fs::read_to_string(entry.expect("readable").path()).expect("readable");
+        let mut rest = text.as_str();
+        while let Some(start) = rest.find("${") {
+            let body = &rest[start + 2..];
+            let mut depth = 1;
+            let end = body
+                .char_indices()
+                .find(|&(_, c)| {
+                    match c {
+                        '{' => depth += 1,
+                        '}' => depth -= 1,
+                        _ => {}
+                    }
+                    depth == 0
+                })
+                .map(|(i, _)| i)
+                .expect("balanced braces");
+            out.push(body[..end].trim().to_owned());
+            rest = &body[end..];
+        }
+    }
+    out
+}
+
+/// A small deterministic generator (xorshift) of person-shaped and arbitrary documents.
+struct Gen(u64);
+
+impl Gen {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
+        xs[(self.next() % xs.len() as u64) as usize]
+    }
+
+    fn leaf(&mut self) -> Value {
+        match self.next() % 8 {
+            0 => Value::Null,
+            1 => json!(self.next().is_multiple_of(3)),
+            2 => json!((self.next() % 200) as i64 - 100),
+            3 => json!((self.next() % 1000) as f64 / 8.0),
+            _ => json!(self.pick(&[
+                "", "J", "Jo", "Zoë", "ÿ", "12345", "1234", "123456", "9730a", "OR", "o", "ORE",
+                "日本", "Line 1", " ", "ab"
+            ])),
+        }
+    }
+
+    fn person(&mut self) -> Value {
+        let mut doc = serde_json::Map::new();
+        for (outer, fields) in [
+            ("Name", &["First", "Last", "Title"][..]),
+            (
+                "Address",
+                &["Line1", "Line2", "City", "State", "Zip", "Country"][..],
+            ),
+        ] {
+            match self.next() % 6 {
+                0 => {}
+                1 => {
+                    doc.insert(outer.to_owned(), Value::Null);
+                }
+                _ => {
+                    let mut m = serde_json::Map::new();
+                    for f in fields {
+                        if !self.next().is_multiple_of(5) {
+                            m.insert((*f).to_owned(), self.leaf());
+                        }
+                    }
+                    doc.insert(outer.to_owned(), Value::Object(m));
+                }
+            }
+        }
+        Value::Object(doc)
+    }
+}
+
+#[test]
+fn the_sample_apps_expressions_are_native_and_agree_with_jaq() {
+    let (names, scope) = scope();
+    let exprs = sample_expressions();
+    assert!(exprs.len() >= 10, "found {} expressions", exprs.len());
+    let mut g = Gen(0x9e37_79b9_7f4a_7c15);
+    let mut docs: Vec<Value> = (0..300).map(|_| g.person()).collect();
+    docs.extend(inputs());
+    for src in &exprs {
+        let e = Expr::compile(src, &names).expect("the sample's expressions compile");
+        assert!(e.is_native(), "`{src}` should have a native plan");
+        let mut answered = 0;
+        for doc in &docs {
+            // Chain and fan-in expressions read what earlier tasks produced; give them both
+            // the raw document and the shapes they see in the workflow.
+            let shaped = [
+                doc.clone(),
+                json!({"person": doc, "results": [{"id": 2, "check": "B", "message": "m", "failed": true}, {"id": 1, "check": "A", "message": "n", "failed": false}]}),
+                json!([{"id": 3, "check": "C", "message": "m", "failed": false}, {"id": 1, "check": "A", "message": "n", "failed": true}]),
+            ];
+            for input in &shaped {
+                if agree(&e, input, &scope) {
+                    answered += 1;
+                }
+            }
+        }
+        assert!(answered > 0, "`{src}` was never answered natively");
+    }
+}
+
+#[test]
+fn random_documents_agree_over_the_corpus() {
+    let (names, scope) = scope();
+    let mut g = Gen(0x2545_f491_4f6c_dd1d);
+    let docs: Vec<Value> = (0..40)
+        .map(|i| {
+            if i % 2 == 0 {
+                g.person()
+            } else {
+                Value::Array((0..(g.next() % 4)).map(|_| g.leaf()).collect())
+            }
+        })
+        .collect();
+    for src in CORPUS {
+        let Ok(e) = Expr::compile(src, &names) else {
+            continue;
+        };
+        for d in &docs {
+            agree(&e, d, &scope);
+        }
+    }
+}
