@@ -134,6 +134,53 @@ fn chain6_const(bencher: divan::Bencher) {
     bench_run(bencher, CHAIN6_CONST);
 }
 
+/// Reads the sample app's files, for its workflows' `input.schema` references.
+struct SampleFiles;
+
+impl baton_core::Resolver for SampleFiles {
+    fn resolve(&self, uri: &str) -> Result<Value, String> {
+        let name = uri.rsplit('/').next().unwrap_or(uri);
+        let path = format!(
+            "{}/../../examples/person-validation/schemas/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let text = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
+        serde_json::from_str(&text).map_err(|e| format!("{path}: {e}"))
+    }
+}
+
+/// The sample app's own workflow `name` (its `.yaml` file), run on the person document.
+fn bench_sample(bencher: divan::Bencher, name: &str) {
+    let path = format!(
+        "{}/../../examples/person-validation/workflows/{name}.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let yaml = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let wf = load_str(&yaml, Format::Yaml, &SampleFiles)
+        .unwrap_or_else(|e| panic!("{name} loads: {e:?}"));
+    let input = person();
+    let step = run_once(&wf, &input);
+    assert!(
+        matches!(step.effects.last(), Some(Effect::Complete { output }) if output["valid"] == true),
+        "{name} must answer valid in one step, got {:?}",
+        step.effects
+    );
+    bencher.bench_local(|| divan::black_box(run_once(&wf, &input)));
+}
+
+/// `Validate`: the six checks chained, then the answer (8 tasks, 8 jq evaluations including
+/// `input.from`, the input schema validated).
+#[divan::bench]
+fn sample_validate(bencher: divan::Bencher) {
+    bench_sample(bencher, "validate");
+}
+
+/// `ValidateParallel`: the six checks forked, then the answer.
+#[divan::bench]
+fn sample_validate_parallel(bencher: divan::Bencher) {
+    bench_sample(bencher, "validate-parallel");
+}
+
 #[divan::bench]
 fn load_fork6() -> Workflow {
     load(divan::black_box(FORK6_SET))

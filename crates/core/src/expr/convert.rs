@@ -29,15 +29,18 @@ pub(super) fn to_val(v: &Value) -> Val {
     }
 }
 
+/// Why a result nested deeper than [`MAX_DEPTH`] is refused.
+pub(super) fn too_deep() -> String {
+    format!("the result is nested deeper than {MAX_DEPTH} levels")
+}
+
 pub(super) fn from_val(v: &Val) -> Result<Value, String> {
     convert(v, 0)
 }
 
 fn convert(v: &Val, depth: usize) -> Result<Value, String> {
     if depth > MAX_DEPTH {
-        return Err(format!(
-            "the result is nested deeper than {MAX_DEPTH} levels"
-        ));
+        return Err(too_deep());
     }
     Ok(match v {
         Val::Null => Value::Null,

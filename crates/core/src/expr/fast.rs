@@ -52,6 +52,16 @@ enum Flow {
 
 static NULL: Value = Value::Null;
 
+/// The outcome of [`Plan::first_owned`].
+#[derive(Debug)]
+pub(super) enum Owned {
+    Done(Value),
+    /// Not answered: the untouched input, for jaq.
+    Back(Value),
+    /// The result is nested deeper than jaq accepts.
+    TooDeep,
+}
+
 /// A compiled fast plan for one expression.
 #[derive(Debug)]
 pub(super) struct Plan {
@@ -142,6 +152,29 @@ impl Plan {
         let term = jaq_core::load::parse(source, |p| p.term())?;
         let root = lower(&term)?;
         Some(Self { root })
+    }
+
+    /// Like [`Plan::first`] on an input the caller gives away, so that an update (`.a += …`)
+    /// changes it in place instead of copying it. On a fallback the input comes back unchanged.
+    pub(super) fn first_owned(&self, input: Value, vars: &dyn Bindings) -> Owned {
+        let cx = Cx { vars };
+        let Node::Update(keys, op, rhs) = &self.root else {
+            return match self.first(&input, vars) {
+                Ok(v) => Owned::Done(v),
+                Err(Fallback) => Owned::Back(input),
+            };
+        };
+        match cx.update_in_place(keys, *op, rhs, input) {
+            Ok(mut v) => {
+                if settle(&mut v, MAX_DEPTH) {
+                    Owned::Done(v)
+                } else {
+                    // The input is gone, but jaq would build the same result and refuse it too.
+                    Owned::TooDeep
+                }
+            }
+            Err(input) => Owned::Back(input),
+        }
     }
 
     /// The first output of the expression on `input` (`null` if it has none), or [`Fallback`].
@@ -608,36 +641,103 @@ impl Cx<'_> {
     }
 
     fn update(&self, keys: &[String], op: UpdateOp, rhs: &Node, input: &Value) -> R<Value> {
+        self.update_in_place(keys, op, rhs, input.clone())
+            .map_err(|_| Fallback)
+    }
+
+    /// `.k1.k2 op= rhs` on an input the caller gives away. Every check happens before the input
+    /// is touched, so a fallback hands it back unchanged for jaq.
+    fn update_in_place(
+        &self,
+        keys: &[String],
+        op: UpdateOp,
+        rhs: &Node,
+        mut input: Value,
+    ) -> Result<Value, Value> {
         // The right side of `=`, `+=`, `//=` sees the whole input; that of `|=` the old value.
         let given = match op {
             UpdateOp::Modify => None,
-            _ => Some(self.one(rhs, input)?.into_owned()),
+            _ => match self.one(rhs, &input) {
+                Ok(v) => Some(v.into_owned()),
+                Err(Fallback) => return Err(input),
+            },
         };
-        let mut out = input.clone();
-        let mut slot = &mut out;
-        for k in keys {
-            // jaq refuses to update through null (jq would create the object): leave it to jaq.
-            let Value::Object(m) = slot else {
-                return Err(Fallback);
+        // jaq updates only through objects (through null it fails, where jq would create the
+        // object); the last key may be missing.
+        let mut old = &input;
+        for (i, k) in keys.iter().enumerate() {
+            let Value::Object(m) = old else {
+                return Err(input);
             };
-            slot = m.entry(k.clone()).or_insert(Value::Null);
+            old = match m.get(k) {
+                Some(v) => v,
+                None if i + 1 == keys.len() => &NULL,
+                None => return Err(input),
+            };
         }
-        let old = std::mem::take(slot);
-        *slot = match (op, given) {
-            (UpdateOp::Assign, Some(v)) => v,
-            (UpdateOp::Math(m), Some(v)) => math(m, Cow::Owned(old), Cow::Owned(v))?,
-            (UpdateOp::Alt, Some(v)) => {
-                if truthy(&old) {
-                    old
-                } else {
-                    v
+        let new = match (op, given) {
+            (UpdateOp::Assign, Some(v)) => Some(v),
+            (UpdateOp::Alt, Some(v)) => (!truthy(old)).then_some(v),
+            (UpdateOp::Modify, _) => match self.one(rhs, old) {
+                Ok(v) => Some(v.into_owned()),
+                Err(Fallback) => return Err(input),
+            },
+            (UpdateOp::Math(m), Some(v)) => {
+                if !math_succeeds(m, old, &v) {
+                    return Err(input);
+                }
+                // Numbers are computed here; other operands are combined in place below.
+                match (old, &v) {
+                    (Value::Number(_), Value::Number(_)) => {
+                        match math(m, Cow::Borrowed(old), Cow::Owned(v)) {
+                            Ok(n) => Some(n),
+                            Err(Fallback) => return Err(input),
+                        }
+                    }
+                    _ => {
+                        let slot = slot_mut(&mut input, keys);
+                        let old = std::mem::take(slot);
+                        // Cannot fail: `math_succeeds` checked the operand types.
+                        *slot = math(m, Cow::Owned(old), Cow::Owned(v)).unwrap_or_default();
+                        return Ok(input);
+                    }
                 }
             }
-            (UpdateOp::Modify, _) => self.one(rhs, &old)?.into_owned(),
-            _ => return Err(Fallback),
+            _ => return Err(input),
         };
-        Ok(out)
+        if let Some(new) = new {
+            *slot_mut(&mut input, keys) = new;
+        }
+        Ok(input)
     }
+}
+
+/// The value at `keys`, inserted as null if the last key is missing. The caller has checked
+/// that every container on the way is an object.
+fn slot_mut<'v>(mut v: &'v mut Value, keys: &[String]) -> &'v mut Value {
+    for k in keys {
+        if !v.is_object() {
+            *v = Value::Object(Map::new());
+        }
+        let Value::Object(m) = v else {
+            unreachable!("made an object just above")
+        };
+        v = m.entry(k.clone()).or_insert(Value::Null);
+    }
+    v
+}
+
+/// True if `l op r` succeeds for non-numbers (numbers are checked by computing them).
+fn math_succeeds(op: MathOp, l: &Value, r: &Value) -> bool {
+    matches!(
+        (op, l, r),
+        (_, Value::Number(_), Value::Number(_))
+            | (MathOp::Add, Value::Null, _)
+            | (MathOp::Add, _, Value::Null)
+            | (MathOp::Add, Value::String(_), Value::String(_))
+            | (MathOp::Add, Value::Array(_), Value::Array(_))
+            | (MathOp::Add, Value::Object(_), Value::Object(_))
+    )
 }
 
 /// Follows `steps` from `v`, feeding every value reached to `f`.
@@ -926,8 +1026,10 @@ fn settle(v: &mut Value, left: usize) -> bool {
             }
             true
         }
-        Value::Array(a) => left > 0 && a.iter_mut().all(|x| settle(x, left - 1)),
-        Value::Object(m) => left > 0 && m.values_mut().all(|x| settle(x, left - 1)),
+        Value::Array(a) => a.is_empty() || (left > 0 && a.iter_mut().all(|x| settle(x, left - 1))),
+        Value::Object(m) => {
+            m.is_empty() || (left > 0 && m.values_mut().all(|x| settle(x, left - 1)))
+        }
         _ => true,
     }
 }

@@ -298,6 +298,38 @@ impl Expr {
         self.eval_jaq(input, scope, budget)
     }
 
+    /// Like [`Expr::eval`] on an input the caller no longer needs: an update such as
+    /// `.results += [...]` then changes it in place instead of copying the whole document.
+    pub fn eval_owned(
+        &self,
+        input: Value,
+        scope: &dyn Bindings,
+        budget: &Budget,
+    ) -> Result<Value, ExprError> {
+        let Some(plan) = &self.fast else {
+            return self.eval_jaq(&input, scope, budget);
+        };
+        // The input moves into the native path; should that panic (a bug there), it is gone,
+        // so the evaluation fails instead of falling back.
+        match catch_unwind(AssertUnwindSafe(|| plan.first_owned(input, scope))) {
+            Ok(fast::Owned::Done(v)) => Ok(v),
+            Ok(fast::Owned::Back(input)) => self.eval_jaq(&input, scope, budget),
+            Ok(fast::Owned::TooDeep) => Err(ExprError::Eval {
+                expr: self.source.to_string(),
+                reason: convert::too_deep(),
+            }),
+            Err(_) => Err(ExprError::Eval {
+                expr: self.source.to_string(),
+                reason: "the expression evaluator failed (a bug in Baton)".to_owned(),
+            }),
+        }
+    }
+
+    /// True if the expression reads the variable `name` (with its `$`).
+    pub fn mentions(&self, name: &str) -> bool {
+        self.vars.iter().any(|v| v == name)
+    }
+
     /// True if the expression has a native plan (see `fast.rs`).
     pub fn is_native(&self) -> bool {
         self.fast.is_some()

@@ -68,6 +68,29 @@ impl Template {
         matches!(self, Self::Const(_))
     }
 
+    /// Like [`Template::eval`] on an input the caller no longer needs (see [`Expr::eval_owned`]).
+    pub fn eval_owned(
+        &self,
+        input: Value,
+        scope: &dyn Bindings,
+        budget: &Budget,
+    ) -> Result<Value, ExprError> {
+        match self {
+            Self::Expr(e) => e.eval_owned(input, scope, budget),
+            other => other.eval(&input, scope, budget),
+        }
+    }
+
+    /// True if some expression of the template reads the variable `name` (with its `$`).
+    pub fn mentions(&self, name: &str) -> bool {
+        match self {
+            Self::Const(_) => false,
+            Self::Expr(e) => e.mentions(name),
+            Self::Array(items) => items.iter().any(|t| t.mentions(name)),
+            Self::Object(fields) => fields.iter().any(|(_, t)| t.mentions(name)),
+        }
+    }
+
     /// Evaluates every expression against `input` and returns the resulting value.
     pub fn eval(
         &self,

@@ -639,3 +639,22 @@ fn attempts_never_exceed_the_policy_and_instances_finish_once() {
         }
     }
 }
+
+/// A `set` that reads `$input`, or whose task reshapes its output with `$input`, still sees the
+/// task's input when other `set`s are handed theirs to update in place.
+#[test]
+fn set_tasks_see_their_input_whether_or_not_they_update_it_in_place() {
+    let w = wf(r#"do:
+  - grow:
+      set: '${ .list += [2] }'
+  - echo:
+      set: '${ .list += [$input.list | length] }'
+  - reshape:
+      set: '${ .list += [3] }'
+      output:
+        as: '${ {list, before: ($input.list | length)} }'
+"#);
+    let i = run(&w, json!({"list": [1]}));
+    assert_eq!(i.status, Status::Completed, "{:?}", i.error);
+    assert_eq!(i.output, Some(json!({"list": [1, 2, 2, 3], "before": 3})));
+}

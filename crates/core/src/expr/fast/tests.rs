@@ -213,6 +213,18 @@ fn scope() -> (VarNames, Scope) {
 
 /// Compares the native answer with jaq's; returns whether the native path answered.
 fn agree(e: &Expr, input: &Value, scope: &Scope) -> bool {
+    // The owned path (which updates in place) must agree too, errors included.
+    let owned = e.eval_owned(input.clone(), scope, &Budget::default());
+    let reference = e.eval_jaq(input, scope, &Budget::default());
+    match (&owned, &reference) {
+        (Ok(a), Ok(b)) => assert_eq!(
+            serde_json::to_string(a).expect("serialises"),
+            serde_json::to_string(b).expect("serialises"),
+            "owned `{}` on {input}",
+            e.source()
+        ),
+        (a, b) => assert_eq!(a, b, "owned `{}` on {input}", e.source()),
+    }
     let Some(plan) = &e.fast else {
         return false;
     };
@@ -260,6 +272,43 @@ fn native_answers_equal_jaqs_over_the_corpus() {
     assert!(
         answered * 2 > compared,
         "only {answered} of {compared} evaluations were native"
+    );
+}
+
+#[test]
+fn updates_in_place_agree_with_jaq_and_refuse_deep_results() {
+    let (names, scope) = scope();
+    let mut deep = json!(1);
+    for _ in 0..300 {
+        deep = json!([deep]);
+    }
+    let input = json!({"results": [1], "n": 1, "s": "a"});
+    for src in [
+        ".results += [2]",
+        ".n += 1",
+        ".n -= 0.5",
+        ".s += \"b\"",
+        ".missing += [1]",
+        ".n //= 5",
+        ".z //= 5",
+        ".n |= . * 3",
+        ".s = .n",
+        ".n += \"x\"",
+        ".s.t = 1",
+        ".a.b = 1",
+    ] {
+        let e = Expr::compile(src, &names).expect("compiles");
+        assert!(e.is_native(), "`{src}`");
+        agree(&e, &input, &scope);
+    }
+    let e = Expr::compile(".d = $item", &VarNames::default().with(["item"])).expect("compiles");
+    let mut s = Scope::new();
+    s.set("item", deep);
+    let owned = e.eval_owned(json!({}), &s, &Budget::default());
+    assert_eq!(owned, e.eval_jaq(&json!({}), &s, &Budget::default()));
+    assert!(
+        matches!(owned, Err(crate::expr::ExprError::Eval { .. })),
+        "{owned:?}"
     );
 }
 

@@ -3,7 +3,7 @@
 use serde_json::{Value, json};
 
 use crate::error::{ErrorKind, WorkflowError, same_type};
-use crate::expr::ExprError;
+use crate::expr::{ExprError, Template};
 use crate::model::{Backoff, Catch, DataOut, ListId, RetryPolicy, Task, TaskId, TaskKind, Then};
 use crate::time::{Duration, Timestamp};
 

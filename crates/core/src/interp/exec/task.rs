@@ -50,6 +50,32 @@ pub(super) fn start_task(
             Err(e) => return fail(cx, expr_error(reference, &e)),
         },
     };
+    if let TaskKind::Set(t) = &task.kind
+        && hands_input_to_set(task, t)
+    {
+        // Nothing but the `set` reads this input, so it can have it: an update such as
+        // `.results += [...]` then changes the document in place instead of copying it.
+        let out = t
+            .eval_owned(
+                input,
+                &cx.vars(Some((task, started)), &Value::Null, None, &scope),
+                &cx.env.budget,
+            )
+            .map_err(|e| expr_error(reference, &e));
+        let frame = Frame {
+            task: tid,
+            input: Value::Null,
+            started_at: started,
+            scope,
+            timeout: None,
+            body: Body::Timer(Token(0)),
+        };
+        let o = match out {
+            Ok(v) => Outcome::Done(v, None),
+            Err(e) => Outcome::Failed(e),
+        };
+        return Started::Finished(finish_task(cx, &frame, o));
+    }
     let timeout = base.timeout.map(|after| cx.timer(after));
     let mut frame = Frame {
         task: tid,
@@ -66,6 +92,16 @@ pub(super) fn start_task(
         }
         Started::Finished(o) => Started::Finished(finish_task(cx, &frame, o)),
     }
+}
+
+/// True if a `set` task's input is read by its body alone: no `$input` or `$task` (which
+/// carries the input) in the body, and no `output.as` or `export.as`, which see `$input` too.
+/// (A `set` finishes within its step, so its timeout can never fire.)
+fn hands_input_to_set(task: &Task, set: &Template) -> bool {
+    task.base.output.as_.is_none()
+        && task.base.export.as_.is_none()
+        && !set.mentions("$input")
+        && !set.mentions("$task")
 }
 
 /// Completes a task whose body finished: output and export transformations, timeout timer.
