@@ -869,19 +869,17 @@ fn math<'a>(op: MathOp, l: Cow<'a, Value>, r: Cow<'a, Value>) -> R<Value> {
         | (MathOp::Add, x, Cow::Borrowed(Value::Null) | Cow::Owned(Value::Null)) => {
             Ok(x.into_owned())
         }
-        (MathOp::Add, l, r) => match (l.into_owned(), &*r) {
+        (MathOp::Add, l, r) => match (l.into_owned(), r.into_owned()) {
             (Value::String(mut a), Value::String(b)) => {
-                a.push_str(b);
+                a.push_str(&b);
                 Ok(Value::String(a))
             }
             (Value::Array(mut a), Value::Array(b)) => {
-                a.extend(b.iter().cloned());
+                a.extend(b);
                 Ok(Value::Array(a))
             }
             (Value::Object(mut a), Value::Object(b)) => {
-                for (k, v) in b {
-                    a.insert(k.clone(), v.clone());
-                }
+                a.extend(b);
                 Ok(Value::Object(a))
             }
             _ => Err(Fallback),
