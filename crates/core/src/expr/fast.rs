@@ -471,9 +471,13 @@ impl Cx<'_> {
                     self.each(base, input, &mut go)
                 }
             }
-            Node::Pipe(a, b) => self.each(a, input, &mut |v| match v {
-                Cow::Borrowed(v) => self.each(b, v, f),
-                Cow::Owned(o) => self.each(b, &o, &mut |w| f(Cow::Owned(w.into_owned()))),
+            Node::Pipe(a, b) => self.each(a, input, &mut |v| match (v, &**b) {
+                (Cow::Borrowed(v), _) => self.each(b, v, f),
+                // `[…] | sort_by(f)`: the array is this pipe's own, so sort it where it is.
+                (Cow::Owned(Value::Array(items)), Node::SortBy(key)) => {
+                    f(Cow::Owned(Value::Array(self.sort_items(key, items)?)))
+                }
+                (Cow::Owned(o), _) => self.each(b, &o, &mut |w| f(Cow::Owned(w.into_owned()))),
             }),
             Node::Comma(a, b) => match self.each(a, input, f)? {
                 Flow::Stop => Ok(Flow::Stop),
@@ -620,10 +624,15 @@ impl Cx<'_> {
         let Value::Array(items) = input else {
             return Err(Fallback);
         };
+        self.sort_items(key, items.clone()).map(Value::Array)
+    }
+
+    /// `sort_by(key)`: a stable sort on the arrays of `key`'s outputs, as jaq's.
+    fn sort_items(&self, key: &Node, items: Vec<Value>) -> R<Vec<Value>> {
         let mut keyed = Vec::with_capacity(items.len());
         for item in items {
             let mut k = Vec::new();
-            self.each(key, item, &mut |v| {
+            self.each(key, &item, &mut |v| {
                 k.push(v.into_owned());
                 Ok(Flow::More)
             })?;
@@ -635,9 +644,7 @@ impl Cx<'_> {
             return Err(Fallback);
         }
         keyed.sort_by(|a, b| cmp_seq(&a.0, &b.0).unwrap_or(Ordering::Equal));
-        Ok(Value::Array(
-            keyed.into_iter().map(|(_, v)| v.clone()).collect(),
-        ))
+        Ok(keyed.into_iter().map(|(_, v)| v).collect())
     }
 
     fn update(&self, keys: &[String], op: UpdateOp, rhs: &Node, input: &Value) -> R<Value> {

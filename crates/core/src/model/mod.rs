@@ -68,6 +68,10 @@ pub struct Violation {
 impl Schema {
     /// Validates `value` and lists every violation (empty when valid).
     pub fn violations(&self, value: &serde_json::Value) -> Vec<Violation> {
+        // Most documents are valid; checking that alone builds no error objects.
+        if self.validator.is_valid(value) {
+            return Vec::new();
+        }
         self.validator
             .iter_errors(value)
             .map(|e| Violation {
