@@ -16,7 +16,7 @@ pub(super) fn run_list(
         let Some(&tid) = wf.list(list).get(index) else {
             return Started::Finished(Outcome::Done(data, None));
         };
-        match start_task(cx, tid, data, scope.to_vec()) {
+        match start_task(cx, tid, Cow::Owned(data), scope.to_vec()) {
             Started::Pending(frame) => {
                 return Started::Pending(ListFrame {
                     list,

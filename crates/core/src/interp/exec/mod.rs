@@ -1,5 +1,7 @@
 //! Running tasks: starting them, resuming them when what they wait for arrives, cancelling them.
 
+use std::borrow::Cow;
+
 use serde_json::{Value, json};
 
 use crate::error::{ErrorKind, WorkflowError, same_type};

@@ -3,10 +3,12 @@
 #[allow(clippy::wildcard_imports)]
 use super::*;
 
+/// Starts a task on `raw`, its input. A fork's branches share one input, so it may come
+/// borrowed; it is copied only if the task keeps it.
 pub(super) fn start_task(
     cx: &mut Cx<'_>,
     tid: TaskId,
-    raw: Value,
+    raw: Cow<'_, Value>,
     scope: Vec<(String, Value)>,
 ) -> Started<Frame> {
     let task = cx.env.workflow.task(tid);
@@ -23,7 +25,7 @@ pub(super) fn start_task(
             Ok(true) => {}
             Ok(false) => {
                 cx.trace(task, TraceKind::Skipped);
-                return Started::Finished(Outcome::Done(raw, None));
+                return Started::Finished(Outcome::Done(raw.into_owned(), None));
             }
             Err(e) => return Started::Finished(Outcome::Failed(expr_error(reference, &e))),
         }
@@ -39,14 +41,14 @@ pub(super) fn start_task(
             return fail(cx, validation_error(reference, "the task input", &v));
         }
     }
-    let input = match &base.input.from {
+    let input: Cow<'_, Value> = match &base.input.from {
         None => raw,
         Some(t) => match t.eval(
             &raw,
             &cx.vars(Some((task, started)), &raw, None, &scope),
             &cx.env.budget,
         ) {
-            Ok(v) => v,
+            Ok(v) => Cow::Owned(v),
             Err(e) => return fail(cx, expr_error(reference, &e)),
         },
     };
@@ -54,14 +56,14 @@ pub(super) fn start_task(
         && hands_input_to_set(task, t)
     {
         // Nothing but the `set` reads this input, so it can have it: an update such as
-        // `.results += [...]` then changes the document in place instead of copying it.
-        let out = t
-            .eval_owned(
-                input,
-                &cx.vars(Some((task, started)), &Value::Null, None, &scope),
-                &cx.env.budget,
-            )
-            .map_err(|e| expr_error(reference, &e));
+        // `.results += [...]` then changes the document in place instead of copying it, and a
+        // borrowed input is never copied.
+        let vars = cx.vars(Some((task, started)), &Value::Null, None, &scope);
+        let out = match input {
+            Cow::Owned(input) => t.eval_owned(input, &vars, &cx.env.budget),
+            Cow::Borrowed(input) => t.eval(input, &vars, &cx.env.budget),
+        }
+        .map_err(|e| expr_error(reference, &e));
         let frame = Frame {
             task: tid,
             input: Value::Null,
@@ -79,7 +81,7 @@ pub(super) fn start_task(
     let timeout = base.timeout.map(|after| cx.timer(after));
     let mut frame = Frame {
         task: tid,
-        input,
+        input: input.into_owned(),
         started_at: started,
         scope,
         timeout,
