@@ -7,6 +7,11 @@
 //!
 //! Evaluation is bounded by a [`Budget`] so that a hostile or careless expression ends in a clear
 //! `expression` error instead of hanging or exhausting the process (see `budget.rs`).
+//!
+//! Expressions in the everyday subset of jq (field paths, comparisons, `//`, object and array
+//! construction, `select`, `sort_by`, `test`, updates such as `.a += …`) also get a native plan
+//! (`fast.rs`, docs/adr/0003) that evaluates them on `serde_json::Value` without converting the
+//! data; it answers exactly what jaq answers or leaves the evaluation to jaq.
 
 mod budget;
 mod convert;
