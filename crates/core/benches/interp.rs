@@ -192,9 +192,9 @@ fn load_chain6_const() -> Workflow {
     load(divan::black_box(CHAIN6_CONST))
 }
 
-/// One jq evaluation in isolation, to separate jaq's own cost from the interpreter's: the
-/// identity on the person document (conversion in and out dominates) and a constant (the fixed
-/// cost of setting up an evaluation).
+/// One expression evaluation in isolation, natively (`native = true`) and on jaq: the identity
+/// on the person document (a copy natively; conversion in and out on jaq), a constant (the fixed
+/// cost of an evaluation), and two of the sample's checks.
 #[allow(clippy::expect_used)] // a bench that cannot compile its expression must stop
 mod expr {
     use baton_core::expr::{Budget, Expr, Scope, VarNames};
@@ -203,31 +203,40 @@ mod expr {
         super::person()
     }
 
-    #[divan::bench]
-    fn jq_identity_person(b: divan::Bencher) {
-        let e = Expr::compile(".", &VarNames::default()).expect("compiles");
+    /// The same expression on both evaluators: `eval` (the native plan where there is one) and
+    /// `eval_jaq` (jaq alone, the reference).
+    fn both(b: divan::Bencher, src: &str, native: bool) {
+        let e = Expr::compile(src, &VarNames::default()).expect("compiles");
+        assert!(e.is_native(), "`{src}` has a native plan");
         let input = person();
         let scope = Scope::new();
-        b.bench(|| e.eval(divan::black_box(&input), &scope, &Budget::default()));
+        if native {
+            b.bench(|| e.eval(divan::black_box(&input), &scope, &Budget::default()));
+        } else {
+            b.bench(|| e.eval_jaq(divan::black_box(&input), &scope, &Budget::default()));
+        }
     }
 
-    #[divan::bench]
-    fn jq_constant(b: divan::Bencher) {
-        let e = Expr::compile("1", &VarNames::default()).expect("compiles");
-        let input = person();
-        let scope = Scope::new();
-        b.bench(|| e.eval(divan::black_box(&input), &scope, &Budget::default()));
+    const CHECK: &str = "((.Name.First // \"\") | length) <= 1";
+    const STATE: &str = "(.Address.State // \"\") | test(\"^[A-Za-z]{2}$\") | not";
+
+    #[divan::bench(args = [true, false])]
+    fn identity_person(b: divan::Bencher, native: bool) {
+        both(b, ".", native);
     }
 
-    #[divan::bench]
-    fn jq_first_name_check(b: divan::Bencher) {
-        let e = Expr::compile(
-            "((.Name.First // \"\") | length) <= 1",
-            &VarNames::default(),
-        )
-        .expect("compiles");
-        let input = person();
-        let scope = Scope::new();
-        b.bench(|| e.eval(divan::black_box(&input), &scope, &Budget::default()));
+    #[divan::bench(args = [true, false])]
+    fn constant(b: divan::Bencher, native: bool) {
+        both(b, "1", native);
+    }
+
+    #[divan::bench(args = [true, false])]
+    fn first_name_check(b: divan::Bencher, native: bool) {
+        both(b, CHECK, native);
+    }
+
+    #[divan::bench(args = [true, false])]
+    fn state_regex_check(b: divan::Bencher, native: bool) {
+        both(b, STATE, native);
     }
 }

@@ -340,8 +340,9 @@ impl Expr {
         self.fast.is_some()
     }
 
-    /// Evaluates on jaq alone, never on the native plan.
-    pub(crate) fn eval_jaq(
+    /// Evaluates on jaq alone, never on the native plan: the reference the native plan is
+    /// checked against, and the baseline of its benchmarks.
+    pub fn eval_jaq(
         &self,
         input: &Value,
         scope: &dyn Bindings,
