@@ -209,7 +209,8 @@ fn lower(t: &Term<&str>) -> Option<Node> {
                 .map(|(k, v)| lower_entry(k, v.as_ref()))
                 .collect::<Option<_>>()?,
         ),
-        Term::Neg(x) => single(Node::Neg(Box::new(lower(x)?)))?,
+        // Over a stream, negation is a stream: jaq's.
+        Term::Neg(x) => Node::Neg(Box::new(single(lower(x)?)?)),
         Term::Var(name) if !name.starts_with("$__") => Node::Var((*name).to_owned()),
         Term::Path(base, path) => {
             let steps = path
@@ -281,8 +282,9 @@ fn literal_number(n: &str) -> Option<Number> {
     if let Ok(i) = n.parse::<i64>() {
         return Some(Number::from(i));
     }
+    // Kept a float, as jaq keeps it (`"\(1.0)"` is "1.0"); only results leave as integers.
     let f = n.parse::<f64>().ok()?;
-    float(f)
+    Number::from_f64(f)
 }
 
 fn literal_str(parts: &[StrPart<&str, Term<&str>>]) -> Option<String> {
@@ -560,7 +562,7 @@ impl Cx<'_> {
             }
             Node::Neg(a) => match num(&*self.one(a, input)?)? {
                 N::I(i) => Cow::Owned(Value::Number(i.checked_neg().ok_or(Fallback)?.into())),
-                N::F(x) => Cow::Owned(Value::Number(float(-x).ok_or(Fallback)?)),
+                N::F(x) => Cow::Owned(Value::Number(Number::from_f64(-x).ok_or(Fallback)?)),
             },
             Node::Arr(None) => Cow::Owned(Value::Array(Vec::new())),
             Node::Arr(Some(inner)) => {
@@ -753,16 +755,13 @@ fn walk<'v>(
     steps: &[(Step, bool)],
     f: &mut dyn FnMut(&'v Value) -> R<Flow>,
 ) -> R<Flow> {
-    let Some(((step, optional), rest)) = steps.split_first() else {
+    // A step that does not fit the value is an error, or nothing under `?`. jaq's rules for
+    // which steps fit differ from jq's in places (`.[0]` on an object is null in jaq), so a
+    // misfit is always jaq's to answer; `?` matters here only for the steps that fit.
+    let Some(((step, _optional), rest)) = steps.split_first() else {
         return f(v);
     };
-    let mismatch = || {
-        if *optional {
-            Ok(Flow::More)
-        } else {
-            Err(Fallback)
-        }
-    };
+    let mismatch = || Err(Fallback);
     match (step, v) {
         (Step::Key(k), Value::Object(m)) => walk(m.get(k).unwrap_or(&NULL), rest, f),
         (Step::Key(_) | Step::Index(_), Value::Null) => walk(&NULL, rest, f),
@@ -840,7 +839,8 @@ impl N {
     }
 }
 
-/// A float as jaq writes it out (see `convert.rs`): integral floats become integers.
+/// A float as it leaves jaq (see `convert.rs`): integral floats become integers. Only results
+/// are written this way; inside an evaluation a float stays a float.
 fn float(f: f64) -> Option<Number> {
     if !f.is_finite() {
         return None;
@@ -857,7 +857,7 @@ fn length(v: &Value) -> R<Value> {
         Value::Null => 0.into(),
         Value::Number(n) => match number(n)? {
             N::I(i) => i.checked_abs().ok_or(Fallback)?.into(),
-            N::F(x) => float(x.abs()).ok_or(Fallback)?,
+            N::F(x) => Number::from_f64(x.abs()).ok_or(Fallback)?,
         },
         Value::String(s) => s.chars().count().into(),
         Value::Array(a) => a.len().into(),
@@ -922,7 +922,8 @@ fn arith(op: MathOp, a: N, b: N) -> R<Number> {
     if v.abs() >= 9.0e15 {
         return Err(Fallback);
     }
-    float(v).ok_or(Fallback)
+    // A float stays a float until the result leaves (`settle`), as in jaq.
+    Number::from_f64(v).ok_or(Fallback)
 }
 
 fn interpolate(s: &mut String, v: &Value) -> R<()> {
