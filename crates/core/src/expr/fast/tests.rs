@@ -541,12 +541,12 @@ fn random_expressions_agree_with_jaq() {
             "select(. != null)",
             "empty",
         ];
-        if depth == 0 || g.next() % 4 == 0 {
+        if depth == 0 || g.next().is_multiple_of(4) {
             return g.pick(LEAVES).to_owned();
         }
         let d = depth - 1;
         match g.next() % 10 {
-            0 | 1 | 2 => format!("({} {} {})", expr(g, d), g.pick(BINARY), expr(g, d)),
+            0..=2 => format!("({} {} {})", expr(g, d), g.pick(BINARY), expr(g, d)),
             3 => format!("({} | {})", expr(g, d), g.pick(UNARY)),
             4 => format!("[{}]", expr(g, d)),
             5 => format!("{{a: {}, b: {}}}", expr(g, d), expr(g, d)),
