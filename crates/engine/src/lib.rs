@@ -35,7 +35,7 @@ mod runner;
 pub use clock::Clock;
 pub use functions::{FunctionError, Functions};
 pub use http::{HttpInvoker, HttpOptions};
-pub use runner::{RunOutcome, Runner, RunnerBuilder, new_instance_id};
+pub use runner::{Begun, RunOutcome, Runner, RunnerBuilder, Suspended, new_instance_id};
 
 /// Why the engine could not be set up.
 #[derive(Debug, thiserror::Error)]

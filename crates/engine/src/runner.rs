@@ -1,8 +1,11 @@
 //! Express execution: one instance in memory, from start to finish.
 
+use std::cell::Cell;
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
-use std::hash::{BuildHasher, Hasher};
+use std::hash::BuildHasher;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 
 use baton_core::expr::Budget;
 use baton_core::interp::{
@@ -20,6 +23,9 @@ use crate::{Clock, Error, FunctionError, Functions, HttpInvoker, HttpOptions};
 pub struct RunOutcome {
     pub instance_id: String,
     pub status: Status,
+    /// The raw workflow input, handed back so a caller that keeps it need not clone it first
+    /// (`null` if the interpreter panicked while it held the input).
+    pub input: Value,
     pub output: Option<Value>,
     pub error: Option<WorkflowError>,
     /// Tasks started and finished, in order.
@@ -99,13 +105,76 @@ pub struct Runner {
 }
 
 /// A new instance id: 32 lowercase hex digits, like Durable Functions'.
+///
+/// Unpredictable, since an anonymous function's instances are readable by whoever knows the id:
+/// each half is SipHash, under a per-thread random key, of a per-thread counter (the key is what
+/// `RandomState::new` draws from the OS once per thread). Building two fresh `RandomState`s and
+/// a `format!` per id, as before, showed up in the express request profile.
 pub fn new_instance_id() -> String {
-    let r = || {
-        std::collections::hash_map::RandomState::new()
-            .build_hasher()
-            .finish()
-    };
-    format!("{:016x}{:016x}", r(), r())
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let (a, b) = (random_u64(), random_u64());
+    let mut id = String::with_capacity(32);
+    for half in [a, b] {
+        for shift in (0..16).rev() {
+            id.push(char::from(HEX[((half >> (shift * 4)) & 0xf) as usize]));
+        }
+    }
+    id
+}
+
+/// A random 64-bit number; see [`new_instance_id`] for how it is drawn.
+fn random_u64() -> u64 {
+    thread_local! {
+        static KEYED: (std::collections::hash_map::RandomState, Cell<u64>) =
+            (std::collections::hash_map::RandomState::new(), Cell::new(0));
+    }
+    KEYED.with(|(key, counter)| {
+        let n = counter.get().wrapping_add(1);
+        counter.set(n);
+        key.hash_one(n)
+    })
+}
+
+/// An instance after its first step ([`Runner::begin`]).
+#[derive(Debug)]
+pub enum Begun {
+    /// It finished inside the first step, on the caller's thread (pure workflows do).
+    Finished(RunOutcome),
+    /// It waits for timers or calls; [`Suspended::finish`] drives it to its end.
+    Suspended(Suspended),
+}
+
+/// A started instance that waits for timers or calls. Owns everything it needs, so it can be
+/// spawned; dropping it (or the future of [`Suspended::finish`]) aborts its calls in flight.
+pub struct Suspended {
+    runner: Arc<Runner>,
+    workflow: Arc<Workflow>,
+    id: String,
+    run: Run,
+}
+
+impl std::fmt::Debug for Suspended {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Suspended")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Suspended {
+    /// The raw workflow input, as the interpreter keeps it.
+    pub fn input(&self) -> &Value {
+        &self.run.inst.input
+    }
+
+    /// Runs the instance to its end. Waits really wait (tokio time).
+    pub async fn finish(mut self) -> RunOutcome {
+        {
+            let env = self.runner.env(&self.workflow, &self.id);
+            self.run.drive(&self.runner, &env).await;
+        }
+        self.run.outcome(self.id)
+    }
 }
 
 impl Runner {
@@ -121,69 +190,41 @@ impl Runner {
 
     /// Like [`Runner::run`], under an instance id chosen by the caller.
     pub async fn run_as(&self, wf: &Workflow, input: Value, id: String) -> RunOutcome {
-        let seed = std::collections::hash_map::RandomState::new()
-            .build_hasher()
-            .finish();
-        let clock = Clock::new();
-        let mut env = Env::new(wf, &id);
+        let mut run = Run::default();
+        {
+            let env = self.env(wf, &id);
+            run.start(self, &env, input);
+            run.drive(self, &env).await;
+        }
+        run.outcome(id)
+    }
+
+    /// Starts an instance on the caller's thread: applies its start and, if that finished it
+    /// (as it does for pure workflows), returns the outcome at once, with no task spawned and
+    /// no channel made. Otherwise returns the suspended instance, to be driven (usually on a
+    /// task of its own) by [`Suspended::finish`]. Must be called within a tokio runtime: a
+    /// first step that makes calls spawns them.
+    ///
+    /// A panic inside the step faults the instance rather than reaching the caller.
+    pub fn begin(self: &Arc<Self>, wf: &Arc<Workflow>, input: Value, id: String) -> Begun {
+        let mut run = Run::default();
+        run.start(self, &self.env(wf, &id), input);
+        if run.inst.status.is_terminal() {
+            return Begun::Finished(run.outcome(id));
+        }
+        Begun::Suspended(Suspended {
+            runner: Arc::clone(self),
+            workflow: Arc::clone(wf),
+            id,
+            run,
+        })
+    }
+
+    fn env<'a>(&self, wf: &'a Workflow, id: &'a str) -> Env<'a> {
+        let mut env = Env::new(wf, id);
         env.secrets = self.secrets.clone();
         env.budget = self.budget;
-        let mut run = Run {
-            runner: self,
-            clock,
-            inst: Instance::default(),
-            timers: BTreeSet::new(),
-            calls: HashMap::new(),
-            outcome_trace: Vec::new(),
-            emitted: Vec::new(),
-            subscribed: false,
-            call_count: 0,
-        };
-        let (tx, mut rx) = mpsc::unbounded_channel::<Input>();
-        run.apply(&env, Input::Start { input, seed }, &tx);
-        while !run.inst.status.is_terminal() {
-            let next_timer = run.timers.first().copied();
-            if next_timer.is_none() && run.calls.is_empty() {
-                // Nothing can wake the instance: it waits for events nobody will send.
-                let reason = if run.subscribed {
-                    "the workflow waits for events, and nothing sends events to an instance run in memory"
-                } else {
-                    "the workflow is stuck: nothing it waits for is pending"
-                };
-                run.inst.status = Status::Faulted;
-                run.inst.error = Some(WorkflowError::new(ErrorKind::Runtime, "/", reason));
-                break;
-            }
-            let sleep = async {
-                match next_timer {
-                    Some((due, _)) => tokio::time::sleep_until(run.clock.instant_at(due)).await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                Some(input) = rx.recv() => {
-                    if let Input::CallCompleted { token, .. } = &input {
-                        run.calls.remove(token);
-                    }
-                    run.apply(&env, input, &tx);
-                }
-                () = sleep => {
-                    if let Some((due, token)) = next_timer {
-                        run.timers.remove(&(due, token));
-                        run.apply(&env, Input::TimerFired { token }, &tx);
-                    }
-                }
-            }
-        }
-        RunOutcome {
-            instance_id: id.clone(),
-            status: run.inst.status,
-            output: run.inst.output.take(),
-            error: run.inst.error.take(),
-            trace: std::mem::take(&mut run.outcome_trace),
-            emitted: std::mem::take(&mut run.emitted),
-            calls: run.call_count,
-        }
+        env
     }
 
     fn invoke(
@@ -219,21 +260,38 @@ impl Runner {
 }
 
 /// The state of one in-memory run.
-struct Run<'r> {
-    runner: &'r Runner,
+struct Run {
     clock: Clock,
     inst: Instance,
     timers: BTreeSet<(Timestamp, Token)>,
     calls: HashMap<Token, JoinHandle<()>>,
+    /// Where calls report back; made by the first call, so a run that makes none has none.
+    results: Option<(mpsc::UnboundedSender<Input>, mpsc::UnboundedReceiver<Input>)>,
     outcome_trace: Vec<TraceEvent>,
     emitted: Vec<Value>,
     subscribed: bool,
     call_count: u32,
 }
 
+impl Default for Run {
+    fn default() -> Self {
+        Self {
+            clock: Clock::new(),
+            inst: Instance::default(),
+            timers: BTreeSet::new(),
+            calls: HashMap::new(),
+            results: None,
+            outcome_trace: Vec::new(),
+            emitted: Vec::new(),
+            subscribed: false,
+            call_count: 0,
+        }
+    }
+}
+
 /// Calls still in flight when a run ends (or its future is dropped, e.g. on a host-imposed
 /// timeout) are aborted rather than left running detached.
-impl Drop for Run<'_> {
+impl Drop for Run {
     fn drop(&mut self) {
         for (_, h) in self.calls.drain() {
             h.abort();
@@ -241,8 +299,97 @@ impl Drop for Run<'_> {
     }
 }
 
-impl Run<'_> {
-    fn apply(&mut self, env: &Env<'_>, input: Input, tx: &mpsc::UnboundedSender<Input>) {
+impl Run {
+    fn start(&mut self, runner: &Runner, env: &Env<'_>, input: Value) {
+        let seed = random_u64();
+        self.apply(runner, env, Input::Start { input, seed });
+    }
+
+    /// Feeds timers and call results to the instance until it ends.
+    async fn drive(&mut self, runner: &Runner, env: &Env<'_>) {
+        while !self.inst.status.is_terminal() {
+            let next_timer = self.timers.first().copied();
+            if next_timer.is_none() && self.calls.is_empty() {
+                // Nothing can wake the instance: it waits for events nobody will send.
+                let reason = if self.subscribed {
+                    "the workflow waits for events, and nothing sends events to an instance run in memory"
+                } else {
+                    "the workflow is stuck: nothing it waits for is pending"
+                };
+                self.inst.status = Status::Faulted;
+                self.inst.error = Some(WorkflowError::new(ErrorKind::Runtime, "/", reason));
+                break;
+            }
+            let clock = self.clock;
+            let sleep = async {
+                match next_timer {
+                    Some((due, _)) => tokio::time::sleep_until(clock.instant_at(due)).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let results = &mut self.results;
+            let recv = async move {
+                match results {
+                    Some((_, rx)) => rx.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let input = tokio::select! {
+                Some(input) = recv => input,
+                () = sleep => match next_timer {
+                    Some((due, token)) => {
+                        self.timers.remove(&(due, token));
+                        Input::TimerFired { token }
+                    }
+                    None => continue,
+                },
+            };
+            if let Input::CallCompleted { token, .. } = &input {
+                self.calls.remove(token);
+            }
+            self.apply(runner, env, input);
+        }
+    }
+
+    fn outcome(&mut self, id: String) -> RunOutcome {
+        RunOutcome {
+            instance_id: id,
+            status: self.inst.status,
+            input: std::mem::take(&mut self.inst.input),
+            output: self.inst.output.take(),
+            error: self.inst.error.take(),
+            trace: std::mem::take(&mut self.outcome_trace),
+            emitted: std::mem::take(&mut self.emitted),
+            calls: self.call_count,
+        }
+    }
+
+    /// Applies one input and carries out its effects. A panic in there (the interpreter is
+    /// meant never to panic, but an expression library might) faults the instance: contained
+    /// here, around the step, rather than by running every instance on a task of its own, so
+    /// that an instance finished by its first step needs no task at all.
+    fn apply(&mut self, runner: &Runner, env: &Env<'_>, input: Input) {
+        let applied = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            self.apply_unguarded(runner, env, input)
+        }));
+        if let Err(panic) = applied {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(instance = %env.instance_id, panic = %message, "the interpreter panicked");
+            self.inst.status = Status::Faulted;
+            self.inst.output = None;
+            self.inst.error = Some(WorkflowError::new(
+                ErrorKind::Runtime,
+                "/",
+                "the instance stopped unexpectedly inside the engine; see the host's log",
+            ));
+        }
+    }
+
+    fn apply_unguarded(&mut self, runner: &Runner, env: &Env<'_>, input: Input) {
         let (effects, trace) = self.inst.apply(env, input, self.clock.now());
         for t in &trace {
             tracing::debug!(task = %t.task, kind = ?t.kind, "task");
@@ -261,8 +408,12 @@ impl Run<'_> {
                     ..
                 } => {
                     self.call_count += 1;
-                    let tx = tx.clone();
-                    let fut = self.runner.invoke(task, request);
+                    let tx = self
+                        .results
+                        .get_or_insert_with(mpsc::unbounded_channel)
+                        .0
+                        .clone();
+                    let fut = runner.invoke(task, request);
                     let handle = tokio::spawn(async move {
                         // A panicking function must not leave the instance waiting for ever:
                         // run it as its own task and report a panic as a failed call.

@@ -280,3 +280,56 @@ async fn a_panicking_function_fails_the_call_instead_of_hanging() {
     let run = runner.run(&w, json!({})).await;
     assert_eq!(run.output, Some(json!({"caught": "the function panicked"})));
 }
+
+#[tokio::test]
+async fn pure_workflows_finish_inside_begin_with_their_input_handed_back() {
+    let w = Arc::new(wf("do:\n  - s: {set: '${ {got: .n} }'}\n"));
+    let runner = Arc::new(Runner::builder().build().expect("runner"));
+    match runner.begin(&w, json!({"n": 1}), "id-1".to_owned()) {
+        baton_engine::Begun::Finished(run) => {
+            assert_eq!(run.instance_id, "id-1");
+            assert_eq!(run.status, Status::Completed);
+            assert_eq!(run.output, Some(json!({"got": 1})));
+            assert_eq!(run.input, json!({"n": 1}));
+        }
+        baton_engine::Begun::Suspended(s) => panic!("a pure workflow suspended: {s:?}"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn instances_that_wait_are_handed_back_and_finish_when_driven() {
+    let (runner, calls) = flaky(0);
+    let w = Arc::new(wf(
+        "do:\n  - w: {wait: PT1S}\n  - c: {call: flaky}\n  - s: {set: '${ {attempt: .attempt, n: $workflow.input.n} }'}\n",
+    ));
+    let runner = Arc::new(runner);
+    let started = Instant::now();
+    let baton_engine::Begun::Suspended(s) = runner.begin(&w, json!({"n": 2}), "id-2".to_owned())
+    else {
+        panic!("a waiting workflow finished inside begin");
+    };
+    assert_eq!(s.input(), &json!({"n": 2}));
+    assert!(
+        calls.lock().unwrap().is_empty(),
+        "nothing is called before the wait"
+    );
+    let run = tokio::spawn(s.finish()).await.expect("the run ends");
+    assert_eq!(run.status, Status::Completed);
+    assert_eq!(run.output, Some(json!({"attempt": 1, "n": 2})));
+    assert_eq!(run.calls, 1);
+    assert_eq!(started.elapsed(), Duration::from_secs(1));
+}
+
+#[tokio::test]
+async fn calls_made_by_the_first_step_are_carried_by_the_suspended_run() {
+    let (runner, _calls) = flaky(0);
+    let w = Arc::new(wf("do:\n  - c: {call: flaky}\n"));
+    let runner = Arc::new(runner);
+    let baton_engine::Begun::Suspended(s) = runner.begin(&w, json!({}), "id-3".to_owned()) else {
+        panic!("a workflow that calls finished inside begin");
+    };
+    let run = s.finish().await;
+    assert_eq!(run.status, Status::Completed, "{:?}", run.error);
+    assert_eq!(run.output, Some(json!({"attempt": 1})));
+    assert_eq!(run.calls, 1);
+}
