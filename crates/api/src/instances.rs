@@ -1,5 +1,7 @@
 //! Instance status, shaped like Durable Functions' HTTP API, and `GetResult`.
 
+use std::sync::Arc;
+
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
@@ -89,7 +91,7 @@ fn authorized_snapshot(
     headers: &HeaderMap,
     uri: &Uri,
     path: &str,
-) -> Result<Snapshot, Problem> {
+) -> Result<Arc<Snapshot>, Problem> {
     let snap = s.express.get(id);
     let function = snap.as_ref().map(|x| x.function.as_str());
     s.authorize_instance(function, headers, uri.query(), path)?;
@@ -136,7 +138,8 @@ pub async fn get_result(
 pub fn finished(s: &Snapshot, path: &str) -> Response {
     match (&s.output, &s.error) {
         (Some(Value::Null), _) => StatusCode::NO_CONTENT.into_response(),
-        (Some(o), _) => (StatusCode::OK, axum::Json(o.clone())).into_response(),
+        // Serialised from the shared snapshot, not from a copy of it.
+        (Some(o), _) => (StatusCode::OK, axum::Json(o)).into_response(),
         (None, Some(e)) => Problem::from_fault(e, path).into_response(),
         (None, None) => Problem::new(
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -210,3 +210,33 @@ async fn a_sync_caller_gets_its_result_even_if_it_is_evicted_at_once() {
         (StatusCode::OK, json!({"got": {"n": 1}}))
     );
 }
+
+const PURE: &str = "document: {dsl: '1.0.0', namespace: t, name: pure, version: '1.0.0'}\ndo:\n  - s: {set: '${ {got: .} }'}\n";
+
+/// Pure workflows finish inside their first step, before the trigger answers; they are kept
+/// for status queries all the same.
+#[tokio::test]
+async fn an_instance_finished_before_the_answer_is_retrievable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = app_dir(
+        dir.path(),
+        "[functions.Pure]\nworkflow = \"pure\"\nmode = \"async\"\n",
+        &[("pure.yaml", PURE)],
+    );
+    let s = state(app, Keys::default());
+    let a = send(&s, post("/api/Pure", r#"{"n": 1}"#)).await;
+    assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.text);
+    let location = a.headers["location"].to_str().unwrap().to_owned();
+    let done = send(&s, get(&location)).await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.text);
+    assert_eq!(done.body["runtimeStatus"], "Completed");
+    assert_eq!(done.body["input"], json!({"n": 1}));
+    assert_eq!(done.body["output"], json!({"got": {"n": 1}}));
+    let id = a.body["id"].as_str().unwrap();
+    assert_eq!(
+        s.express.wait(id, Duration::ZERO).await.map(|x| x.status),
+        Some(baton_core::interp::Status::Completed),
+        "waiting on a finished instance answers at once"
+    );
+    assert_eq!(s.express.in_flight(), 0);
+}

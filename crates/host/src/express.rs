@@ -6,12 +6,13 @@
 //! `limits.max_in_flight`. An express instance does not survive a restart.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 use tokio::time::Instant;
 
 use baton_core::interp::Status;
 use baton_core::{ErrorKind, Timestamp, WorkflowError};
-use baton_engine::{Clock, Runner, new_instance_id};
+use baton_engine::{Begun, Clock, RunOutcome, Runner, Suspended, new_instance_id};
+use metrics::{Counter, Gauge};
 use serde_json::Value;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
@@ -31,9 +32,13 @@ pub struct Snapshot {
     pub updated: Timestamp,
 }
 
-struct Entry {
-    snapshot: Snapshot,
-    done: watch::Receiver<Final>,
+/// A table entry. Snapshots are shared (`Arc`) with waiters and readers rather than copied.
+enum Entry {
+    Running {
+        snapshot: Arc<Snapshot>,
+        done: watch::Receiver<Final>,
+    },
+    Finished(Arc<Snapshot>),
 }
 
 /// What a waiter receives: nothing while the instance runs, its final state once it finished.
@@ -60,27 +65,76 @@ const IN_FLIGHT: &str = "baton_instances_in_flight";
 /// stale until the next start.
 struct Slot {
     _permit: OwnedSemaphorePermit,
+    gauge: Gauge,
 }
 
 impl Slot {
-    fn new(permit: OwnedSemaphorePermit) -> Self {
-        metrics::gauge!(IN_FLIGHT).increment(1.0);
-        Self { _permit: permit }
+    fn new(permit: OwnedSemaphorePermit, gauge: Gauge) -> Self {
+        gauge.increment(1.0);
+        Self {
+            _permit: permit,
+            gauge,
+        }
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        metrics::gauge!(IN_FLIGHT).decrement(1.0);
+        self.gauge.decrement(1.0);
     }
 }
 
-/// The labels of an instance's metrics: bounded by the app's functions and workflows.
-fn labels(function: &Function) -> [(&'static str, String); 2] {
-    [
-        ("function", function.name.clone()),
-        ("workflow", function.workflow.document.name.clone()),
-    ]
+/// A function's instance counters, labelled `function` and `workflow` (bounded by the app).
+struct Counters {
+    started: Counter,
+    completed: Counter,
+    failed: Counter,
+}
+
+/// Metric handles, resolved on first use and kept: `metrics::counter!` with labels allocates
+/// its label strings and looks the key up in the recorder on every call, which was a visible
+/// share of a pure instance's cost. Resolved lazily rather than in [`Express::new`] because the
+/// process's recorder is installed when the router is built, which may come after (a handle
+/// resolved before then would be a no-op for ever).
+#[derive(Default)]
+struct Meters {
+    in_flight: OnceLock<Gauge>,
+    /// By function name. A read lock on the hot path; written once per function.
+    functions: RwLock<HashMap<String, Arc<Counters>>>,
+}
+
+impl Meters {
+    fn in_flight(&self) -> Gauge {
+        self.in_flight
+            .get_or_init(|| metrics::gauge!(IN_FLIGHT))
+            .clone()
+    }
+
+    fn of(&self, function: &Function) -> Arc<Counters> {
+        if let Some(c) = self
+            .functions
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&function.name)
+        {
+            return c.clone();
+        }
+        let labels = [
+            ("function", function.name.clone()),
+            ("workflow", function.workflow.document.name.clone()),
+        ];
+        let counters = Arc::new(Counters {
+            started: metrics::counter!("baton_instances_started_total", &labels),
+            completed: metrics::counter!("baton_instances_completed_total", &labels),
+            failed: metrics::counter!("baton_instances_failed_total", &labels),
+        });
+        self.functions
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(function.name.clone())
+            .or_insert(counters)
+            .clone()
+    }
 }
 
 /// Runs and tracks express instances. Cheap to clone.
@@ -88,6 +142,7 @@ fn labels(function: &Function) -> [(&'static str, String); 2] {
 pub struct Express {
     runner: Arc<Runner>,
     table: Arc<Mutex<Table>>,
+    meters: Arc<Meters>,
     permits: Arc<Semaphore>,
     max_in_flight: usize,
     retention: std::time::Duration,
@@ -130,7 +185,14 @@ impl std::fmt::Debug for Express {
 #[derive(Debug)]
 pub struct Started {
     pub id: String,
-    done: watch::Receiver<Final>,
+    progress: Progress,
+}
+
+#[derive(Debug)]
+enum Progress {
+    /// Finished before [`Express::start`] returned.
+    Finished(Arc<Snapshot>),
+    Running(watch::Receiver<Final>),
 }
 
 impl Started {
@@ -139,8 +201,37 @@ impl Started {
     /// The final state travels with the notification, so a waiter gets its result even if the
     /// instance is evicted from the table right after it finished.
     pub async fn wait(&mut self, timeout: std::time::Duration) -> Option<Arc<Snapshot>> {
-        let done = tokio::time::timeout(timeout, self.done.wait_for(Option::is_some)).await;
-        done.ok()?.ok().and_then(|f| f.clone())
+        match &mut self.progress {
+            Progress::Finished(last) => Some(last.clone()),
+            Progress::Running(done) => wait_for(done, timeout).await,
+        }
+    }
+}
+
+async fn wait_for(
+    done: &mut watch::Receiver<Final>,
+    timeout: std::time::Duration,
+) -> Option<Arc<Snapshot>> {
+    let done = tokio::time::timeout(timeout, done.wait_for(Option::is_some)).await;
+    done.ok()?.ok().and_then(|f| f.clone())
+}
+
+/// How an instance ended, as the host records it.
+struct End {
+    status: Status,
+    input: Option<Value>,
+    output: Option<Value>,
+    error: Option<WorkflowError>,
+}
+
+impl From<RunOutcome> for End {
+    fn from(o: RunOutcome) -> Self {
+        Self {
+            status: o.status,
+            input: Some(o.input),
+            output: o.output,
+            error: o.error,
+        }
     }
 }
 
@@ -150,6 +241,7 @@ impl Express {
         Self {
             runner: Arc::new(runner),
             table: Arc::default(),
+            meters: Arc::default(),
             permits: Arc::new(Semaphore::new(settings.max_in_flight)),
             max_in_flight: settings.max_in_flight,
             retention: settings.retention.to_std(),
@@ -165,77 +257,139 @@ impl Express {
     }
 
     /// Starts an instance of `function` with `input`, unless the host is full.
+    ///
+    /// The instance's first step runs here, on the caller's thread: one that finishes there
+    /// (a pure workflow) is recorded and returned finished, with no task spawned. One that
+    /// waits for timers or calls goes on on a task of its own, stopped at the host's
+    /// `workflow_timeout` counted from now.
     pub fn start(&self, function: &Function, input: Value) -> Result<Started, Full> {
         let permit = self
             .permits
             .clone()
             .try_acquire_owned()
             .map_err(|_| Full(self.max_in_flight))?;
-        let slot = Slot::new(permit);
-        let labels = labels(function);
-        metrics::counter!("baton_instances_started_total", &labels).increment(1);
+        let slot = Slot::new(permit, self.meters.in_flight());
+        let counters = self.meters.of(function);
+        counters.started.increment(1);
         let id = new_instance_id();
-        let now = self.clock.now();
-        let (tx, rx) = watch::channel(None);
-        let snapshot = Snapshot {
-            id: id.clone(),
-            function: function.name.clone(),
-            status: Status::Running,
-            input: input.clone(),
-            output: None,
-            error: None,
-            created: now,
-            updated: now,
-        };
-        self.lock().entries.insert(
-            id.clone(),
-            Entry {
-                snapshot,
-                done: rx.clone(),
-            },
-        );
+        let created = self.clock.now();
+        let started = Instant::now();
         tracing::info!(
             function = %function.name,
             instance = %id,
             "Executing '{}' (Reason='This function was programmatically called via the host APIs.', Id={id})",
             function.name
         );
+        match self.runner.begin(&function.workflow, input, id.clone()) {
+            Begun::Finished(outcome) => {
+                let end = End::from(outcome);
+                executed(&counters, function, &id, started, &end);
+                let last = self.record_finished(function, &id, created, end);
+                drop(slot);
+                Ok(Started {
+                    id,
+                    progress: Progress::Finished(last),
+                })
+            }
+            Begun::Suspended(run) => {
+                let done = self.spawn(function, &id, created, started, run, slot, counters);
+                Ok(Started {
+                    id,
+                    progress: Progress::Running(done),
+                })
+            }
+        }
+    }
+
+    /// Records an instance that finished inside [`Express::start`].
+    fn record_finished(
+        &self,
+        function: &Function,
+        id: &str,
+        created: Timestamp,
+        end: End,
+    ) -> Arc<Snapshot> {
+        let last = Arc::new(Snapshot {
+            id: id.to_owned(),
+            function: function.name.clone(),
+            status: end.status,
+            input: end.input.unwrap_or_default(),
+            output: end.output,
+            error: end.error,
+            created,
+            updated: self.clock.now(),
+        });
+        let mut t = self.lock();
+        t.entries
+            .insert(id.to_owned(), Entry::Finished(last.clone()));
+        t.finished.push_back((Instant::now(), id.to_owned()));
+        self.evict(&mut t);
+        last
+    }
+
+    /// Drives a suspended instance to its end on a task of its own, and records the end.
+    #[allow(clippy::too_many_arguments)]
+    fn spawn(
+        &self,
+        function: &Function,
+        id: &str,
+        created: Timestamp,
+        started: Instant,
+        run: Suspended,
+        slot: Slot,
+        counters: Arc<Counters>,
+    ) -> watch::Receiver<Final> {
+        let (tx, rx) = watch::channel(None);
+        let snapshot = Snapshot {
+            id: id.to_owned(),
+            function: function.name.clone(),
+            status: Status::Running,
+            input: run.input().clone(),
+            output: None,
+            error: None,
+            created,
+            updated: created,
+        };
+        self.lock().entries.insert(
+            id.to_owned(),
+            Entry::Running {
+                snapshot: Arc::new(snapshot),
+                done: rx.clone(),
+            },
+        );
         let this = self.clone();
         let function = function.clone();
-        let run_id = id.clone();
+        let run_id = id.to_owned();
+        let deadline = started + self.workflow_timeout;
         tokio::spawn(async move {
             let _slot = slot;
-            let started = Instant::now();
-            // The run is its own task so that a panic in the engine becomes a faulted instance
-            // (and a 500 for a waiting caller) instead of an instance left "Running" for ever.
-            let runner = this.runner.clone();
-            let workflow = function.workflow.clone();
-            let inner_id = run_id.clone();
-            let inner =
-                tokio::spawn(async move { runner.run_as(&workflow, input, inner_id).await });
+            // The rest of the run is its own task so that a panic in the engine outside the
+            // interpreter's step (which the runner contains itself) still becomes a faulted
+            // instance, and a 500 for a waiting caller, instead of one "Running" for ever.
+            let inner = tokio::spawn(run.finish());
             let abort = inner.abort_handle();
-            let (status, output, error) = match tokio::time::timeout(this.workflow_timeout, inner)
-                .await
-            {
-                Ok(Ok(o)) => (o.status, o.output, o.error),
+            let end = match tokio::time::timeout_at(deadline, inner).await {
+                Ok(Ok(o)) => End::from(o),
                 Ok(Err(join)) => {
                     tracing::error!(instance = %run_id, panic = join.is_panic(), "the instance's task ended abnormally");
-                    (
-                        Status::Faulted,
-                        None,
-                        Some(WorkflowError::new(
+                    End {
+                        status: Status::Faulted,
+                        input: None,
+                        output: None,
+                        error: Some(WorkflowError::new(
                             ErrorKind::Runtime,
                             "/",
                             "the instance stopped unexpectedly inside the engine; see the host's log",
                         )),
-                    )
+                    }
                 }
                 Err(_) => {
                     abort.abort();
-                    (
-                        Status::Faulted,
-                        None,
-                        Some(WorkflowError::new(
+                    End {
+                        status: Status::Faulted,
+                        input: None,
+                        output: None,
+                        error: Some(WorkflowError::new(
                             ErrorKind::Timeout,
                             "/",
                             format!(
@@ -246,53 +400,40 @@ impl Express {
                                 .to_iso8601()
                             ),
                         )),
-                    )
+                    }
                 }
             };
-            let outcome = if status == Status::Completed {
-                "baton_instances_completed_total"
-            } else {
-                "baton_instances_failed_total"
-            };
-            metrics::counter!(outcome, &labels).increment(1);
-            let ms = started.elapsed().as_millis();
-            match (&status, &error) {
-                (Status::Completed, _) => tracing::info!(
-                    function = %function.name, instance = %run_id, duration_ms = ms as u64,
-                    "Executed '{}' (Succeeded, Id={run_id}, Duration={ms}ms)", function.name
-                ),
-                (_, error) => tracing::info!(
-                    function = %function.name, instance = %run_id, duration_ms = ms as u64,
-                    "Executed '{}' (Failed, Id={run_id}, Duration={ms}ms, Error={})",
-                    function.name,
-                    error.as_ref().map_or_else(|| status.as_str().to_owned(), ToString::to_string)
-                ),
-            }
-            let last = this.finish(&run_id, status, output, error);
+            executed(&counters, &function, &run_id, started, &end);
+            let last = this.finish(&run_id, end);
             // `last` is always there: a running entry is never evicted.
-            let _ = tx.send(last.map(Arc::new));
+            let _ = tx.send(last);
         });
-        Ok(Started { id, done: rx })
+        rx
     }
 
-    /// Records the end of an instance and returns its final state (`None` only if the
+    /// Records the end of a spawned instance and returns its final state (`None` only if the
     /// instance was unknown).
-    fn finish(
-        &self,
-        id: &str,
-        status: Status,
-        output: Option<Value>,
-        error: Option<WorkflowError>,
-    ) -> Option<Snapshot> {
+    fn finish(&self, id: &str, end: End) -> Option<Arc<Snapshot>> {
         let now = self.clock.now();
         let mut t = self.lock();
-        let last = t.entries.get_mut(id).map(|e| {
-            e.snapshot.status = status;
-            e.snapshot.output = output;
-            e.snapshot.error = error;
-            e.snapshot.updated = now;
-            e.snapshot.clone()
-        });
+        let last = match t.entries.remove(id) {
+            Some(Entry::Running { snapshot, .. }) => {
+                let mut s = Arc::unwrap_or_clone(snapshot);
+                s.status = end.status;
+                // The snapshot already holds the input; the run's copy is dropped.
+                s.output = end.output;
+                s.error = end.error;
+                s.updated = now;
+                let s = Arc::new(s);
+                t.entries.insert(id.to_owned(), Entry::Finished(s.clone()));
+                Some(s)
+            }
+            Some(finished @ Entry::Finished(_)) => {
+                t.entries.insert(id.to_owned(), finished);
+                None
+            }
+            None => None,
+        };
         t.finished.push_back((Instant::now(), id.to_owned()));
         self.evict(&mut t);
         last
@@ -311,21 +452,22 @@ impl Express {
     }
 
     /// The instance's current state; `None` if unknown or forgotten.
-    pub fn get(&self, id: &str) -> Option<Snapshot> {
+    pub fn get(&self, id: &str) -> Option<Arc<Snapshot>> {
         let mut t = self.lock();
         self.evict(&mut t);
-        t.entries.get(id).map(|e| e.snapshot.clone())
+        t.entries.get(id).map(|e| match e {
+            Entry::Running { snapshot, .. } | Entry::Finished(snapshot) => snapshot.clone(),
+        })
     }
 
     /// Waits for an instance to finish, at most `timeout`; `None` if unknown.
-    pub async fn wait(&self, id: &str, timeout: std::time::Duration) -> Option<Snapshot> {
-        let rx = self.lock().entries.get(id).map(|e| e.done.clone())?;
-        let mut started = Started {
-            id: id.to_owned(),
-            done: rx,
+    pub async fn wait(&self, id: &str, timeout: std::time::Duration) -> Option<Arc<Snapshot>> {
+        let mut done = match self.lock().entries.get(id)? {
+            Entry::Finished(last) => return Some(last.clone()),
+            Entry::Running { done, .. } => done.clone(),
         };
-        match started.wait(timeout).await {
-            Some(last) => Some((*last).clone()),
+        match wait_for(&mut done, timeout).await {
+            Some(last) => Some(last),
             None => self.get(id),
         }
     }
@@ -333,8 +475,28 @@ impl Express {
     fn lock(&self) -> std::sync::MutexGuard<'_, Table> {
         // A panic while holding the lock cannot leave the table half-updated in a way that
         // matters (each update is one insert or field assignment), so poisoning is ignored.
-        self.table
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.table.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Counts an instance's end and writes its `Executed '…'` line.
+fn executed(counters: &Counters, function: &Function, id: &str, started: Instant, end: &End) {
+    if end.status == Status::Completed {
+        counters.completed.increment(1);
+    } else {
+        counters.failed.increment(1);
+    }
+    let ms = started.elapsed().as_millis();
+    match (&end.status, &end.error) {
+        (Status::Completed, _) => tracing::info!(
+            function = %function.name, instance = %id, duration_ms = ms as u64,
+            "Executed '{}' (Succeeded, Id={id}, Duration={ms}ms)", function.name
+        ),
+        (status, error) => tracing::info!(
+            function = %function.name, instance = %id, duration_ms = ms as u64,
+            "Executed '{}' (Failed, Id={id}, Duration={ms}ms, Error={})",
+            function.name,
+            error.as_ref().map_or_else(|| status.as_str().to_owned(), ToString::to_string)
+        ),
     }
 }
