@@ -15,14 +15,15 @@
 //! `/metrics` is open like `/healthz`: it shows function names and traffic but no keys, inputs or
 //! outputs. Operators who do not want it public restrict it at the network edge.
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{OnceLock, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
-use axum::extract::rejection::RawPathParamsRejection;
-use axum::extract::{MatchedPath, RawPathParams, Request, State};
+use axum::extract::{FromRequestParts, MatchedPath, RawPathParams, Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::state::ApiState;
@@ -119,46 +120,106 @@ pub async fn serve() -> Response {
 }
 
 /// Middleware: counts and times every request under its bounded labels.
-pub async fn track(
-    State(s): State<ApiState>,
-    params: Result<RawPathParams, RawPathParamsRejection>,
-    req: Request,
-    next: Next,
-) -> Response {
+pub async fn track(State(s): State<ApiState>, req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let route = route_label(&s, req.extensions().get::<MatchedPath>(), params.ok());
+    let (route, req) = route_label(&s, req).await;
     let method = method_label(req.method());
     let resp = next.run(req).await;
-    let labels = [
-        ("route", route),
-        ("method", method.to_owned()),
-        ("status", resp.status().as_u16().to_string()),
-    ];
-    metrics::counter!(REQUESTS, &labels).increment(1);
-    metrics::histogram!(DURATION, &labels).record(started.elapsed().as_secs_f64());
+    let status = resp.status().as_u16();
+    let elapsed = started.elapsed().as_secs_f64();
+    with_meters(route.as_str(), method, status, |m| {
+        m.requests.increment(1);
+        m.duration.record(elapsed);
+    });
     resp
+}
+
+/// A request's `route` label, without copying it: a function's name lives in the app, a route
+/// template in the router.
+enum Route<'a> {
+    Unmatched,
+    Template(MatchedPath),
+    Function(&'a str),
+}
+
+impl Route<'_> {
+    fn as_str(&self) -> &str {
+        match self {
+            Route::Unmatched => UNMATCHED,
+            Route::Template(m) => m.as_str(),
+            Route::Function(name) => name,
+        }
+    }
 }
 
 /// The matched route template; for a trigger (the only route with a `{route}` parameter) the
 /// function's name, since every function shares one template. Anything else is `unmatched`.
-fn route_label(
-    s: &ApiState,
-    matched: Option<&MatchedPath>,
-    params: Option<RawPathParams>,
-) -> String {
-    let Some(matched) = matched else {
-        return UNMATCHED.to_owned();
+async fn route_label(s: &ApiState, req: Request) -> (Route<'_>, Request) {
+    let Some(matched) = req.extensions().get::<MatchedPath>().cloned() else {
+        return (Route::Unmatched, req);
     };
-    let trigger = params
-        .as_ref()
-        .and_then(|p| p.iter().find(|(k, _)| *k == "route").map(|(_, v)| v));
-    match trigger {
-        None => matched.as_str().to_owned(),
-        Some(route) => s
-            .app
-            .function(route)
-            .map_or_else(|| UNMATCHED.to_owned(), |f| f.name.clone()),
+    if !matched.as_str().ends_with("/{route}") {
+        return (Route::Template(matched), req);
     }
+    // The trigger's route is the path's last segment. Read straight from the path unless it is
+    // percent-encoded; then ask axum for the decoded parameter, as the trigger itself does.
+    let segment = req.uri().path().rsplit('/').next().unwrap_or_default();
+    if !segment.contains('%') {
+        let function = s.app.function(segment);
+        return (
+            function.map_or(Route::Unmatched, |f| Route::Function(&f.name)),
+            req,
+        );
+    }
+    let (mut parts, body) = req.into_parts();
+    let params = RawPathParams::from_request_parts(&mut parts, s).await.ok();
+    let function = params
+        .as_ref()
+        .and_then(|p| p.iter().find(|(k, _)| *k == "route").map(|(_, v)| v))
+        .and_then(|route| s.app.function(route));
+    (
+        function.map_or(Route::Unmatched, |f| Route::Function(&f.name)),
+        Request::from_parts(parts, body),
+    )
+}
+
+/// A request series' handles.
+struct Meters {
+    requests: Counter,
+    duration: Histogram,
+}
+
+/// Handles by route, then by (method, status). Resolving a handle with `metrics::counter!`
+/// allocates its three label strings and looks the key up in the recorder, on every request;
+/// the labels are bounded, so each series' handles are resolved once and kept. Process-wide,
+/// like the recorder they belong to.
+type MeterTable = HashMap<String, HashMap<(&'static str, u16), Meters>>;
+
+static METERS: OnceLock<RwLock<MeterTable>> = OnceLock::new();
+
+fn with_meters(route: &str, method: &'static str, status: u16, f: impl FnOnce(&Meters)) {
+    let table = METERS.get_or_init(RwLock::default);
+    {
+        let known = table.read().unwrap_or_else(PoisonError::into_inner);
+        if let Some(m) = known.get(route).and_then(|by| by.get(&(method, status))) {
+            return f(m);
+        }
+    }
+    let labels = [
+        ("route", route.to_owned()),
+        ("method", method.to_owned()),
+        ("status", status.to_string()),
+    ];
+    let mut known = table.write().unwrap_or_else(PoisonError::into_inner);
+    let m = known
+        .entry(route.to_owned())
+        .or_default()
+        .entry((method, status))
+        .or_insert_with(|| Meters {
+            requests: metrics::counter!(REQUESTS, &labels),
+            duration: metrics::histogram!(DURATION, &labels),
+        });
+    f(m);
 }
 
 /// Clients choose the method, so only the standard ones become label values.
