@@ -15,14 +15,15 @@ pub async fn read_json(
     max_depth: usize,
 ) -> Result<Value, Problem> {
     if let Some(ct) = headers.get(header::CONTENT_TYPE) {
-        let ct = ct.to_str().unwrap_or_default().to_ascii_lowercase();
+        let ct = ct.to_str().unwrap_or_default();
         let essence = ct.split(';').next().unwrap_or_default().trim();
-        if !(essence == "application/json"
-            || (essence.starts_with("application/") && essence.ends_with("+json")))
-        {
+        if !is_json(essence) {
             return Err(Problem::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                format!("the body must be application/json, not `{essence}`"),
+                format!(
+                    "the body must be application/json, not `{}`",
+                    essence.to_ascii_lowercase()
+                ),
             )
             .header(header::ACCEPT, "application/json"));
         }
@@ -66,6 +67,21 @@ pub async fn read_json(
     })
 }
 
+/// `application/json` or `application/*+json`, in any case (media types are case-insensitive);
+/// compared in place rather than on a lower-cased copy.
+fn is_json(essence: &str) -> bool {
+    let Some((kind, subtype)) = essence.split_at_checked("application/".len()) else {
+        return false;
+    };
+    kind.eq_ignore_ascii_case("application/")
+        && (subtype.eq_ignore_ascii_case("json")
+            || subtype
+                .len()
+                .checked_sub("+json".len())
+                .and_then(|at| subtype.get(at..))
+                .is_some_and(|end| end.eq_ignore_ascii_case("+json")))
+}
+
 /// The byte offset where nesting first exceeds `max`, scanning outside strings; `None` if it
 /// never does. Runs before parsing so a hostile body cannot make the parser recurse deeply.
 fn nesting_over(bytes: &[u8], max: usize) -> Option<usize> {
@@ -97,7 +113,28 @@ fn nesting_over(bytes: &[u8], max: usize) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
-    use super::nesting_over;
+    use super::{is_json, nesting_over};
+
+    #[test]
+    fn json_media_types_match_in_any_case() {
+        for yes in [
+            "application/json",
+            "Application/JSON",
+            "application/problem+json",
+            "APPLICATION/X+JSON",
+        ] {
+            assert!(is_json(yes), "{yes}");
+        }
+        for no in [
+            "text/json",
+            "application/jsonx",
+            "application/",
+            "json",
+            "application/xml",
+        ] {
+            assert!(!is_json(no), "{no}");
+        }
+    }
 
     #[test]
     fn nesting_is_counted_outside_strings() {

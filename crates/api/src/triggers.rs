@@ -1,7 +1,8 @@
 //! `/{prefix}/{route}`: HTTP triggers.
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use baton_host::{Function, Mode};
@@ -12,29 +13,23 @@ use crate::problem::Problem;
 use crate::state::ApiState;
 
 /// Runs the function bound to `route` with the request body as input.
+///
+/// Takes the request whole rather than as `HeaderMap`, `Uri` and `Method` extractors, which
+/// would each copy their part of it.
 pub async fn invoke(
     State(s): State<ApiState>,
     Path(route): Path<String>,
-    method: Method,
-    headers: HeaderMap,
-    uri: Uri,
-    body: Body,
+    req: Request,
 ) -> Response {
-    let path = uri.path().to_owned();
-    match run(&s, &route, &method, &headers, &uri, body).await {
+    let (parts, body) = req.into_parts();
+    match run(&s, &route, &parts, body).await {
         Ok(r) => r,
-        Err(p) => p.at(path).into_response(),
+        Err(p) => p.at(parts.uri.path()).into_response(),
     }
 }
 
-async fn run(
-    s: &ApiState,
-    route: &str,
-    method: &Method,
-    headers: &HeaderMap,
-    uri: &Uri,
-    body: Body,
-) -> Result<Response, Problem> {
+async fn run(s: &ApiState, route: &str, parts: &Parts, body: Body) -> Result<Response, Problem> {
+    let (method, headers, uri) = (&parts.method, &parts.headers, &parts.uri);
     let f = s.app.function(route).ok_or_else(|| {
         Problem::new(
             StatusCode::NOT_FOUND,
