@@ -51,7 +51,13 @@ async fn run(s: &ApiState, route: &str, parts: &Parts, body: Body) -> Result<Res
         crate::body::read_json(headers, body, limits.max_body_bytes, limits.max_json_depth).await?
     };
     check_schema(f, &input)?;
-    let mut started = s.express.start(f, input).map_err(|full| {
+    // A sync trigger answers with the result of an instance that finishes at once, so that
+    // instance need not be kept for `GET /api/instances/{id}`.
+    let begin = match f.mode {
+        Mode::Sync => baton_host::Express::start_answering,
+        Mode::Async => baton_host::Express::start,
+    };
+    let mut started = begin(&s.express, f, input).map_err(|full| {
         Problem::new(StatusCode::SERVICE_UNAVAILABLE, full.to_string())
             .header(header::RETRY_AFTER, "1")
     })?;

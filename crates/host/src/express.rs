@@ -3,7 +3,9 @@
 //! Retention: a finished instance is kept for `express.retention` (10 minutes by default) and
 //! at most `express.max_retained` finished instances are kept (10,000 by default, oldest
 //! forgotten first). Running instances are never forgotten; their number is bounded by
-//! `limits.max_in_flight`. An express instance does not survive a restart.
+//! `limits.max_in_flight`. An express instance does not survive a restart. An instance started
+//! with [`Express::start_answering`] that finishes at once is not kept at all: its caller
+//! answers with the result, and its id is never given out, so nobody could ask for it.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
@@ -263,6 +265,22 @@ impl Express {
     /// waits for timers or calls goes on on a task of its own, stopped at the host's
     /// `workflow_timeout` counted from now.
     pub fn start(&self, function: &Function, input: Value) -> Result<Started, Full> {
+        self.start_with(function, input, true)
+    }
+
+    /// Like [`Express::start`], for a caller that answers with the result itself when the
+    /// instance finishes at once (a sync trigger's 200): such an instance is not recorded, since
+    /// its id is never given out. One that goes on is recorded as usual.
+    pub fn start_answering(&self, function: &Function, input: Value) -> Result<Started, Full> {
+        self.start_with(function, input, false)
+    }
+
+    fn start_with(
+        &self,
+        function: &Function,
+        input: Value,
+        retain_finished: bool,
+    ) -> Result<Started, Full> {
         let permit = self
             .permits
             .clone()
@@ -284,7 +302,7 @@ impl Express {
             Begun::Finished(outcome) => {
                 let end = End::from(outcome);
                 executed(&counters, function, &id, started, &end);
-                let last = self.record_finished(function, &id, created, end);
+                let last = self.record_finished(function, &id, created, end, retain_finished);
                 drop(slot);
                 Ok(Started {
                     id,
@@ -308,6 +326,7 @@ impl Express {
         id: &str,
         created: Timestamp,
         end: End,
+        retain: bool,
     ) -> Arc<Snapshot> {
         let last = Arc::new(Snapshot {
             id: id.to_owned(),
@@ -319,6 +338,9 @@ impl Express {
             created,
             updated: self.clock.now(),
         });
+        if !retain {
+            return last;
+        }
         let mut t = self.lock();
         t.entries
             .insert(id.to_owned(), Entry::Finished(last.clone()));
