@@ -240,3 +240,45 @@ async fn an_instance_finished_before_the_answer_is_retrievable() {
     );
     assert_eq!(s.express.in_flight(), 0);
 }
+
+/// A sync caller answers with the result of an instance that finished at once, so only
+/// instances that could be asked for (given out with a 202, or still running) are kept.
+#[tokio::test]
+async fn instances_answered_at_once_are_not_retained() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = app_dir(
+        dir.path(),
+        "[functions.Pure]\nworkflow = \"pure\"\n[functions.Slow]\nworkflow = \"slow\"\n",
+        &[
+            (
+                "pure.yaml",
+                "document: {dsl: '1.0.0', namespace: t, name: pure, version: '1.0.0'}\ndo:\n  - a:\n      set: {ok: true}\n",
+            ),
+            ("slow.yaml", SLOW),
+        ],
+    );
+    let pure = app.function("Pure").unwrap().clone();
+    let slow = app.function("Slow").unwrap().clone();
+    let express = Express::new(
+        baton_engine::Runner::builder().build().unwrap(),
+        Settings::from_config(&app.config),
+    );
+    let mut answered = express.start_answering(&pure, json!({})).unwrap();
+    let last = answered
+        .wait(Duration::from_secs(5))
+        .await
+        .expect("finished");
+    assert_eq!(last.output, Some(json!({"ok": true})));
+    assert!(express.get(&answered.id).is_none(), "nobody can ask for it");
+
+    let kept = express.start(&pure, json!({})).unwrap();
+    assert!(express.get(&kept.id).is_some(), "a 202's instance is kept");
+
+    let mut running = express.start_answering(&slow, json!({})).unwrap();
+    assert!(
+        express.get(&running.id).is_some(),
+        "one that goes on is kept while it runs"
+    );
+    assert!(running.wait(Duration::from_secs(30)).await.is_some());
+    assert!(express.get(&running.id).is_some(), "and after it finished");
+}
