@@ -1,0 +1,342 @@
+//! Evaluating a plan on `serde_json::Value`, borrowing the input where it can.
+
+#[allow(clippy::wildcard_imports)]
+use super::*;
+
+pub(super) struct Cx<'b> {
+    pub(super) vars: &'b dyn Bindings,
+}
+
+pub(super) type Sink<'s, 'v> = dyn FnMut(Cow<'v, Value>) -> R<Flow> + 's;
+
+impl Cx<'_> {
+    /// Feeds every output of `n` on `input` to `f`, until `f` asks to stop.
+    pub(super) fn each<'v>(&self, n: &'v Node, input: &'v Value, f: &mut Sink<'_, 'v>) -> R<Flow> {
+        match n {
+            Node::Path(base, steps) => {
+                let mut go = |b: Cow<'v, Value>| match b {
+                    Cow::Borrowed(b) => walk(b, steps, &mut |v| f(Cow::Borrowed(v))),
+                    Cow::Owned(o) => walk(&o, steps, &mut |v| f(Cow::Owned(v.clone()))),
+                };
+                if is_single(base) {
+                    go(self.one(base, input)?)
+                } else {
+                    self.each(base, input, &mut go)
+                }
+            }
+            Node::Pipe(a, b) => self.each(a, input, &mut |v| match (v, &**b) {
+                (Cow::Borrowed(v), _) => self.each(b, v, f),
+                // `[…] | sort_by(f)`: the array is this pipe's own, so sort it where it is.
+                (Cow::Owned(Value::Array(items)), Node::SortBy(key)) => {
+                    f(Cow::Owned(Value::Array(self.sort_items(key, items)?)))
+                }
+                (Cow::Owned(o), _) => self.each(b, &o, &mut |w| f(Cow::Owned(w.into_owned()))),
+            }),
+            Node::Comma(a, b) => match self.each(a, input, f)? {
+                Flow::Stop => Ok(Flow::Stop),
+                Flow::More => self.each(b, input, f),
+            },
+            Node::Alt(a, b) => {
+                let mut any = false;
+                let flow = self.each(a, input, &mut |v| {
+                    if truthy(&v) {
+                        any = true;
+                        f(v)
+                    } else {
+                        Ok(Flow::More)
+                    }
+                })?;
+                if any {
+                    Ok(flow)
+                } else {
+                    self.each(b, input, f)
+                }
+            }
+            Node::If(branches, otherwise) => {
+                for (cond, then) in branches {
+                    if truthy(&*self.one(cond, input)?) {
+                        return self.each(then, input, f);
+                    }
+                }
+                match otherwise {
+                    Some(e) => self.each(e, input, f),
+                    None => f(Cow::Borrowed(input)),
+                }
+            }
+            Node::Empty => Ok(Flow::More),
+            Node::Select(cond) => {
+                if truthy(&*self.one(cond, input)?) {
+                    f(Cow::Borrowed(input))
+                } else {
+                    Ok(Flow::More)
+                }
+            }
+            _ => f(self.one(n, input)?),
+        }
+    }
+
+    /// The one output of `n`, which [`is_single`] guarantees (or a fallback).
+    fn one<'v>(&self, n: &'v Node, input: &'v Value) -> R<Cow<'v, Value>> {
+        Ok(match n {
+            Node::Id => Cow::Borrowed(input),
+            Node::Const(v) => Cow::Borrowed(v),
+            Node::Var(name) => Cow::Owned(self.vars.get(name).unwrap_or(Value::Null)),
+            Node::Path(..) | Node::Pipe(..) | Node::Alt(..) | Node::If(..) => {
+                let mut out = None;
+                self.each(n, input, &mut |v| {
+                    out = Some(v);
+                    Ok(Flow::Stop)
+                })?;
+                out.ok_or(Fallback)?
+            }
+            Node::And(a, b) => Cow::Owned(Value::Bool(
+                truthy(&*self.one(a, input)?) && truthy(&*self.one(b, input)?),
+            )),
+            Node::Or(a, b) => Cow::Owned(Value::Bool(
+                truthy(&*self.one(a, input)?) || truthy(&*self.one(b, input)?),
+            )),
+            Node::Cmp(op, a, b) => {
+                let (l, r) = (self.one(a, input)?, self.one(b, input)?);
+                let yes = match op {
+                    CmpOp::Eq => jq_eq(&l, &r)?,
+                    CmpOp::Ne => !jq_eq(&l, &r)?,
+                    CmpOp::Lt => jq_cmp(&l, &r)? == Ordering::Less,
+                    CmpOp::Le => jq_cmp(&l, &r)? != Ordering::Greater,
+                    CmpOp::Gt => jq_cmp(&l, &r)? == Ordering::Greater,
+                    CmpOp::Ge => jq_cmp(&l, &r)? != Ordering::Less,
+                };
+                Cow::Owned(Value::Bool(yes))
+            }
+            Node::Math(op, a, b) => {
+                let (l, r) = (self.one(a, input)?, self.one(b, input)?);
+                Cow::Owned(math(*op, l, r)?)
+            }
+            Node::Neg(a) => match num(&*self.one(a, input)?)? {
+                N::I(i) => Cow::Owned(Value::Number(i.checked_neg().ok_or(Fallback)?.into())),
+                N::F(x) => Cow::Owned(Value::Number(Number::from_f64(-x).ok_or(Fallback)?)),
+            },
+            Node::Arr(None) => Cow::Owned(Value::Array(Vec::new())),
+            Node::Arr(Some(inner)) => {
+                let mut items = Vec::new();
+                self.each(inner, input, &mut |v| {
+                    items.push(v.into_owned());
+                    Ok(Flow::More)
+                })?;
+                Cow::Owned(Value::Array(items))
+            }
+            Node::Obj(entries) => {
+                let mut m = Map::with_capacity(entries.len());
+                for (k, v) in entries {
+                    let key = match k {
+                        Key::Lit(s) => s.clone(),
+                        Key::Expr(e) => match self.one(e, input)?.into_owned() {
+                            Value::String(s) => s,
+                            _ => return Err(Fallback),
+                        },
+                    };
+                    m.insert(key, self.one(v, input)?.into_owned());
+                }
+                Cow::Owned(Value::Object(m))
+            }
+            Node::Str(pieces) => {
+                let mut s = String::new();
+                for p in pieces {
+                    match p {
+                        StrPiece::Lit(t) => s.push_str(t),
+                        StrPiece::Expr(e) => interpolate(&mut s, &*self.one(e, input)?)?,
+                    }
+                }
+                Cow::Owned(Value::String(s))
+            }
+            Node::Not => Cow::Owned(Value::Bool(!truthy(input))),
+            Node::Length => Cow::Owned(length(input)?),
+            Node::Type => Cow::Owned(Value::String(type_name(input).to_owned())),
+            Node::SortBy(key) => Cow::Owned(self.sort_by(key, input)?),
+            Node::Test(re) => match input {
+                Value::String(s) => Cow::Owned(Value::Bool(re.is_match(s.as_bytes()))),
+                _ => return Err(Fallback),
+            },
+            Node::Has(k) => {
+                let k = self.one(k, input)?;
+                Cow::Owned(Value::Bool(match (input, &*k) {
+                    (Value::Object(m), Value::String(k)) => m.contains_key(k),
+                    // jaq counts negative indices from the end; those are jaq's.
+                    (Value::Array(a), Value::Number(i)) => match i.as_u64() {
+                        Some(i) => i < a.len() as u64,
+                        None => return Err(Fallback),
+                    },
+                    _ => return Err(Fallback),
+                }))
+            }
+            Node::Update(keys, op, rhs) => Cow::Owned(self.update(keys, *op, rhs, input)?),
+            Node::Comma(..) | Node::Empty | Node::Select(_) => return Err(Fallback),
+        })
+    }
+
+    fn sort_by(&self, key: &Node, input: &Value) -> R<Value> {
+        let Value::Array(items) = input else {
+            return Err(Fallback);
+        };
+        self.sort_items(key, items.clone()).map(Value::Array)
+    }
+
+    /// `sort_by(key)`: a stable sort on the arrays of `key`'s outputs, as jaq's.
+    fn sort_items(&self, key: &Node, items: Vec<Value>) -> R<Vec<Value>> {
+        let mut keyed = Vec::with_capacity(items.len());
+        for item in items {
+            let mut k = Vec::new();
+            self.each(key, &item, &mut |v| {
+                k.push(v.into_owned());
+                Ok(Flow::More)
+            })?;
+            keyed.push((k, item));
+        }
+        // Every comparison must be decidable before sorting, so that the comparator never has
+        // to fall back halfway.
+        if !keyed.iter().all(|(k, _)| k.iter().all(orderable)) {
+            return Err(Fallback);
+        }
+        keyed.sort_by(|a, b| cmp_seq(&a.0, &b.0).unwrap_or(Ordering::Equal));
+        Ok(keyed.into_iter().map(|(_, v)| v).collect())
+    }
+
+    fn update(&self, keys: &[String], op: UpdateOp, rhs: &Node, input: &Value) -> R<Value> {
+        self.update_in_place(keys, op, rhs, input.clone())
+            .map_err(|_| Fallback)
+    }
+
+    /// `.k1.k2 op= rhs` on an input the caller gives away. Every check happens before the input
+    /// is touched, so a fallback hands it back unchanged for jaq.
+    pub(super) fn update_in_place(
+        &self,
+        keys: &[String],
+        op: UpdateOp,
+        rhs: &Node,
+        mut input: Value,
+    ) -> Result<Value, Value> {
+        // The right side of `=`, `+=`, `//=` sees the whole input; that of `|=` the old value.
+        let given = match op {
+            UpdateOp::Modify => None,
+            _ => match self.one(rhs, &input) {
+                Ok(v) => Some(v.into_owned()),
+                Err(Fallback) => return Err(input),
+            },
+        };
+        // jaq updates only through objects (through null it fails, where jq would create the
+        // object); the last key may be missing.
+        let mut old = &input;
+        for (i, k) in keys.iter().enumerate() {
+            let Value::Object(m) = old else {
+                return Err(input);
+            };
+            old = match m.get(k) {
+                Some(v) => v,
+                None if i + 1 == keys.len() => &NULL,
+                None => return Err(input),
+            };
+        }
+        let new = match (op, given) {
+            (UpdateOp::Assign, Some(v)) => Some(v),
+            (UpdateOp::Alt, Some(v)) => (!truthy(old)).then_some(v),
+            (UpdateOp::Modify, _) => match self.one(rhs, old) {
+                Ok(v) => Some(v.into_owned()),
+                Err(Fallback) => return Err(input),
+            },
+            (UpdateOp::Math(m), Some(v)) => {
+                if !math_succeeds(m, old, &v) {
+                    return Err(input);
+                }
+                // Numbers are computed here; other operands are combined in place below.
+                match (old, &v) {
+                    (Value::Number(_), Value::Number(_)) => {
+                        match math(m, Cow::Borrowed(old), Cow::Owned(v)) {
+                            Ok(n) => Some(n),
+                            Err(Fallback) => return Err(input),
+                        }
+                    }
+                    _ => {
+                        let slot = slot_mut(&mut input, keys);
+                        let old = std::mem::take(slot);
+                        // Cannot fail: `math_succeeds` checked the operand types.
+                        *slot = math(m, Cow::Owned(old), Cow::Owned(v)).unwrap_or_default();
+                        return Ok(input);
+                    }
+                }
+            }
+            _ => return Err(input),
+        };
+        if let Some(new) = new {
+            *slot_mut(&mut input, keys) = new;
+        }
+        Ok(input)
+    }
+}
+
+/// The value at `keys`, inserted as null if the last key is missing. The caller has checked
+/// that every container on the way is an object.
+pub(super) fn slot_mut<'v>(mut v: &'v mut Value, keys: &[String]) -> &'v mut Value {
+    for k in keys {
+        if !v.is_object() {
+            *v = Value::Object(Map::new());
+        }
+        let Value::Object(m) = v else {
+            unreachable!("made an object just above")
+        };
+        v = m.entry(k.clone()).or_insert(Value::Null);
+    }
+    v
+}
+
+/// True if `l op r` succeeds for non-numbers (numbers are checked by computing them).
+pub(super) fn math_succeeds(op: MathOp, l: &Value, r: &Value) -> bool {
+    matches!(
+        (op, l, r),
+        (_, Value::Number(_), Value::Number(_))
+            | (MathOp::Add, Value::Null, _)
+            | (MathOp::Add, _, Value::Null)
+            | (MathOp::Add, Value::String(_), Value::String(_))
+            | (MathOp::Add, Value::Array(_), Value::Array(_))
+            | (MathOp::Add, Value::Object(_), Value::Object(_))
+    )
+}
+
+/// Follows `steps` from `v`, feeding every value reached to `f`.
+pub(super) fn walk<'v>(
+    v: &'v Value,
+    steps: &[(Step, bool)],
+    f: &mut dyn FnMut(&'v Value) -> R<Flow>,
+) -> R<Flow> {
+    // A step that does not fit the value is an error, or nothing under `?`. jaq's rules for
+    // which steps fit differ from jq's in places (`.[0]` on an object is null in jaq), so a
+    // misfit is always jaq's to answer; `?` matters here only for the steps that fit.
+    let Some(((step, _optional), rest)) = steps.split_first() else {
+        return f(v);
+    };
+    let mismatch = || Err(Fallback);
+    match (step, v) {
+        (Step::Key(k), Value::Object(m)) => walk(m.get(k).unwrap_or(&NULL), rest, f),
+        (Step::Key(_) | Step::Index(_), Value::Null) => walk(&NULL, rest, f),
+        (Step::Index(i), Value::Array(a)) => {
+            let at = if *i < 0 { a.len() as i64 + i } else { *i };
+            let item = usize::try_from(at).ok().and_then(|at| a.get(at));
+            walk(item.unwrap_or(&NULL), rest, f)
+        }
+        (Step::Iter, Value::Array(a)) => {
+            for x in a {
+                if walk(x, rest, f)? == Flow::Stop {
+                    return Ok(Flow::Stop);
+                }
+            }
+            Ok(Flow::More)
+        }
+        (Step::Iter, Value::Object(m)) => {
+            for x in m.values() {
+                if walk(x, rest, f)? == Flow::Stop {
+                    return Ok(Flow::Stop);
+                }
+            }
+            Ok(Flow::More)
+        }
+        _ => mismatch(),
+    }
+}

@@ -1,0 +1,257 @@
+//! Lowering jaq's syntax tree into a plan: only the constructs the subset implements.
+
+#[allow(clippy::wildcard_imports)]
+use super::*;
+
+pub(super) fn lower(t: &Term<&str>) -> Option<Node> {
+    Some(match t {
+        Term::Id => Node::Id,
+        Term::Num(n) => Node::Const(Value::Number(literal_number(n)?)),
+        Term::Str(None, parts) => lower_str(parts)?,
+        Term::Arr(None) => Node::Arr(None),
+        Term::Arr(Some(inner)) => Node::Arr(Some(Box::new(lower(inner)?))),
+        Term::Obj(entries) => Node::Obj(
+            entries
+                .iter()
+                .map(|(k, v)| lower_entry(k, v.as_ref()))
+                .collect::<Option<_>>()?,
+        ),
+        // Over a stream, negation is a stream: jaq's.
+        Term::Neg(x) => Node::Neg(Box::new(single(lower(x)?)?)),
+        Term::Var(name) if !name.starts_with("$__") => Node::Var((*name).to_owned()),
+        Term::Path(base, path) => {
+            let steps = path
+                .0
+                .iter()
+                .map(|(part, opt)| Some((lower_step(part)?, matches!(opt, Opt::Optional))))
+                .collect::<Option<Vec<_>>>()?;
+            Node::Path(Box::new(lower(base)?), steps)
+        }
+        Term::IfThenElse(branches, otherwise) => {
+            let branches = branches
+                .iter()
+                .map(|(c, then)| Some((single(lower(c)?)?, lower(then)?)))
+                .collect::<Option<Vec<_>>>()?;
+            let otherwise = match otherwise {
+                Some(e) => Some(Box::new(lower(e)?)),
+                None => None,
+            };
+            Node::If(branches, otherwise)
+        }
+        Term::Call(name, args) => lower_call(name, args)?,
+        Term::BinOp(l, op, r) => lower_binop(l, op, r)?,
+        // `..`, formats, `reduce`/`foreach`, `try`, `label`, local `def`s, `$__loc__`: jaq's.
+        _ => return None,
+    })
+}
+
+/// Keeps `n` only if it always yields exactly one value (or fails, which falls back): binary
+/// operators over streams are cartesian products, which the fast path leaves to jaq.
+pub(super) fn single(n: Node) -> Option<Node> {
+    is_single(&n).then_some(n)
+}
+
+pub(super) fn is_single(n: &Node) -> bool {
+    match n {
+        Node::Id
+        | Node::Const(_)
+        | Node::Var(_)
+        | Node::And(..)
+        | Node::Or(..)
+        | Node::Cmp(..)
+        | Node::Math(..)
+        | Node::Neg(_)
+        | Node::Arr(_)
+        | Node::Obj(_)
+        | Node::Str(_)
+        | Node::Not
+        | Node::Length
+        | Node::Type
+        | Node::SortBy(_)
+        | Node::Test(_)
+        | Node::Has(_)
+        | Node::Update(..) => true,
+        Node::Path(base, steps) => {
+            is_single(base)
+                && steps
+                    .iter()
+                    .all(|(s, opt)| !opt && !matches!(s, Step::Iter))
+        }
+        Node::Pipe(a, b) | Node::Alt(a, b) => is_single(a) && is_single(b),
+        Node::If(branches, otherwise) => {
+            branches.iter().all(|(_, t)| is_single(t)) && otherwise.as_deref().is_none_or(is_single)
+        }
+        Node::Comma(..) | Node::Empty | Node::Select(_) => false,
+    }
+}
+
+pub(super) fn literal_number(n: &str) -> Option<Number> {
+    if let Ok(i) = n.parse::<i64>() {
+        return Some(Number::from(i));
+    }
+    // Kept a float, as jaq keeps it (`"\(1.0)"` is "1.0"); only results leave as integers.
+    let f = n.parse::<f64>().ok()?;
+    Number::from_f64(f)
+}
+
+pub(super) fn literal_str(parts: &[StrPart<&str, Term<&str>>]) -> Option<String> {
+    let mut s = String::new();
+    for p in parts {
+        match p {
+            StrPart::Str(t) => s.push_str(t),
+            StrPart::Char(c) => s.push(*c),
+            StrPart::Term(_) => return None,
+        }
+    }
+    Some(s)
+}
+
+pub(super) fn lower_str(parts: &[StrPart<&str, Term<&str>>]) -> Option<Node> {
+    if let Some(s) = literal_str(parts) {
+        return Some(Node::Const(Value::String(s)));
+    }
+    let mut pieces = Vec::new();
+    for p in parts {
+        pieces.push(match p {
+            StrPart::Str(t) => StrPiece::Lit((*t).to_owned()),
+            StrPart::Char(c) => StrPiece::Lit(c.to_string()),
+            StrPart::Term(t) => StrPiece::Expr(single(lower(t)?)?),
+        });
+    }
+    Some(Node::Str(pieces))
+}
+
+pub(super) fn lower_entry(k: &Term<&str>, v: Option<&Term<&str>>) -> Option<(Key, Node)> {
+    let key = match k {
+        Term::Str(None, parts) => match literal_str(parts) {
+            Some(s) => Key::Lit(s),
+            None => Key::Expr(lower_str(parts)?),
+        },
+        Term::Var(name) if v.is_none() && !name.starts_with("$__") => {
+            // `{$x}` is `{x: $x}`.
+            let bare = name.trim_start_matches('$').to_owned();
+            return Some((Key::Lit(bare), Node::Var((*name).to_owned())));
+        }
+        // `{(f): v}`; a bare identifier key is already a string term.
+        other => Key::Expr(single(lower(other)?)?),
+    };
+    let value = match v {
+        Some(v) => single(lower(v)?)?,
+        // `{id}` is `{id: .id}`.
+        None => match &key {
+            Key::Lit(s) => Node::Path(Box::new(Node::Id), vec![(Step::Key(s.clone()), false)]),
+            Key::Expr(_) => return None,
+        },
+    };
+    Some((key, value))
+}
+
+pub(super) fn lower_step(part: &Part<Term<&str>>) -> Option<Step> {
+    match part {
+        Part::Range(None, None) => Some(Step::Iter),
+        Part::Index(Term::Str(None, parts)) => Some(Step::Key(literal_str(parts)?)),
+        Part::Index(Term::Num(n)) => n.parse::<i64>().ok().map(Step::Index),
+        // Slices and computed indices: jaq's.
+        _ => None,
+    }
+}
+
+pub(super) fn lower_call(name: &str, args: &[Term<&str>]) -> Option<Node> {
+    Some(match (name, args) {
+        ("true", []) => Node::Const(Value::Bool(true)),
+        ("false", []) => Node::Const(Value::Bool(false)),
+        ("null", []) => Node::Const(Value::Null),
+        ("empty", []) => Node::Empty,
+        ("not", []) => Node::Not,
+        ("length", []) => Node::Length,
+        ("type", []) => Node::Type,
+        ("select", [f]) => Node::Select(Box::new(single(lower(f)?)?)),
+        ("map", [f]) => Node::Arr(Some(Box::new(Node::Pipe(
+            Box::new(Node::Path(Box::new(Node::Id), vec![(Step::Iter, false)])),
+            Box::new(lower(f)?),
+        )))),
+        ("sort_by", [f]) => Node::SortBy(Box::new(lower(f)?)),
+        ("has", [k]) => Node::Has(Box::new(single(lower(k)?)?)),
+        ("test", [Term::Str(None, parts)]) => {
+            Node::Test(Box::new(Regex::new(&literal_str(parts)?).ok()?))
+        }
+        _ => return None,
+    })
+}
+
+pub(super) fn lower_binop(l: &Term<&str>, op: &BinaryOp<&str>, r: &Term<&str>) -> Option<Node> {
+    let pair = |l: &Term<&str>, r: &Term<&str>| -> Option<(Box<Node>, Box<Node>)> {
+        Some((Box::new(single(lower(l)?)?), Box::new(single(lower(r)?)?)))
+    };
+    Some(match op {
+        BinaryOp::Pipe(None) => Node::Pipe(Box::new(lower(l)?), Box::new(lower(r)?)),
+        BinaryOp::Comma => Node::Comma(Box::new(lower(l)?), Box::new(lower(r)?)),
+        BinaryOp::Alt => Node::Alt(Box::new(lower(l)?), Box::new(lower(r)?)),
+        BinaryOp::And => {
+            let (a, b) = pair(l, r)?;
+            Node::And(a, b)
+        }
+        BinaryOp::Or => {
+            let (a, b) = pair(l, r)?;
+            Node::Or(a, b)
+        }
+        BinaryOp::Cmp(c) => {
+            let (a, b) = pair(l, r)?;
+            Node::Cmp(cmp_op(c), a, b)
+        }
+        BinaryOp::Math(m) => {
+            let (a, b) = pair(l, r)?;
+            Node::Math(math_op(m)?, a, b)
+        }
+        BinaryOp::Assign => update(l, UpdateOp::Assign, r)?,
+        BinaryOp::Update => update(l, UpdateOp::Modify, r)?,
+        BinaryOp::UpdateMath(m) => update(l, UpdateOp::Math(math_op(m)?), r)?,
+        BinaryOp::UpdateAlt => update(l, UpdateOp::Alt, r)?,
+        // `f as $x | g`: jaq's.
+        BinaryOp::Pipe(Some(_)) => return None,
+    })
+}
+
+/// `.a.b op= r` with a path of object keys only.
+pub(super) fn update(l: &Term<&str>, op: UpdateOp, r: &Term<&str>) -> Option<Node> {
+    let Term::Path(base, path) = l else {
+        return None;
+    };
+    if !matches!(**base, Term::Id) {
+        return None;
+    }
+    let keys = path
+        .0
+        .iter()
+        .map(|(part, opt)| match (part, opt) {
+            (Part::Index(Term::Str(None, parts)), Opt::Essential) => literal_str(parts),
+            _ => None,
+        })
+        .collect::<Option<Vec<_>>>()?;
+    if keys.is_empty() {
+        return None;
+    }
+    Some(Node::Update(keys, op, Box::new(single(lower(r)?)?)))
+}
+
+pub(super) fn cmp_op(c: &Cmp) -> CmpOp {
+    match c {
+        Cmp::Lt => CmpOp::Lt,
+        Cmp::Le => CmpOp::Le,
+        Cmp::Gt => CmpOp::Gt,
+        Cmp::Ge => CmpOp::Ge,
+        Cmp::Eq => CmpOp::Eq,
+        Cmp::Ne => CmpOp::Ne,
+    }
+}
+
+pub(super) fn math_op(m: &Math) -> Option<MathOp> {
+    Some(match m {
+        Math::Add => MathOp::Add,
+        Math::Sub => MathOp::Sub,
+        Math::Mul => MathOp::Mul,
+        Math::Div => MathOp::Div,
+        // jq's remainder truncates its operands first; jaq's.
+        Math::Rem => return None,
+    })
+}
