@@ -69,7 +69,7 @@ impl CtkWorld {
         let at: Vec<usize> = trace
             .iter()
             .enumerate()
-            .filter(|(_, t)| t.kind == TraceKind::Started && t.name == name)
+            .filter(|(_, t)| t.kind == TraceKind::Started && *t.name == *name)
             .map(|(i, _)| i)
             .collect();
         ensure!(
@@ -85,7 +85,7 @@ fn started_names(trace: &[TraceEvent]) -> String {
     let names: Vec<&str> = trace
         .iter()
         .filter(|t| t.kind == TraceKind::Started)
-        .map(|t| t.name.as_str())
+        .map(|t| &*t.name)
         .collect();
     format!("[{}]", names.join(", "))
 }
@@ -302,7 +302,7 @@ fn runs_first(world: &mut CtkWorld, name: String) -> anyhow::Result<()> {
     let trace = &world.outcome()?.trace;
     let first = trace.iter().find(|t| t.kind == TraceKind::Started);
     ensure!(
-        first.is_some_and(|t| t.name == name),
+        first.is_some_and(|t| *t.name == *name),
         "`{name}` did not run first; started: {}",
         started_names(trace)
     );
@@ -314,7 +314,7 @@ fn runs_last(world: &mut CtkWorld, name: String) -> anyhow::Result<()> {
     let trace = &world.outcome()?.trace;
     let last = trace.iter().rev().find(|t| t.kind == TraceKind::Started);
     ensure!(
-        last.is_some_and(|t| t.name == name),
+        last.is_some_and(|t| *t.name == *name),
         "`{name}` did not run last; started: {}",
         started_names(trace)
     );
@@ -329,7 +329,7 @@ fn runs_after(world: &mut CtkWorld, later: String, earlier: String) -> anyhow::R
     let trace = &world.outcome()?.trace;
     let finished = trace
         .iter()
-        .position(|t| t.name == earlier && t.kind == TraceKind::Completed)
+        .position(|t| *t.name == *earlier && t.kind == TraceKind::Completed)
         .ok_or_else(|| anyhow!("`{earlier}` never completed"))?;
     ensure!(
         started.iter().any(|&s| s > finished),

@@ -105,7 +105,7 @@ async fn competing_waits_finish_with_the_fastest() {
     assert!(
         run.trace
             .iter()
-            .any(|t| t.name == "slow" && t.kind == TraceKind::Cancelled)
+            .any(|t| &*t.name == "slow" && t.kind == TraceKind::Cancelled)
     );
 }
 

@@ -134,7 +134,9 @@ enum Node {
     Math(MathOp, Box<Node>, Box<Node>),
     Neg(Box<Node>),
     Arr(Option<Box<Node>>),
-    Obj(Vec<(Key, Node)>),
+    /// `{k: v, …}`; with the keys' shape when every key is a distinct literal, so that
+    /// building the object copies that shape instead of hashing each key again.
+    Obj(Vec<(Key, Node)>, Option<Map<String, Value>>),
     Str(Vec<StrPiece>),
     If(Vec<(Node, Node)>, Option<Box<Node>>),
     Empty,

@@ -31,6 +31,8 @@ mod exec;
 mod frames;
 mod vars;
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -204,8 +206,9 @@ pub enum Effect {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TraceEvent {
     pub at: Timestamp,
-    pub task: String,
-    pub name: String,
+    /// The task's reference and name, shared with the definition.
+    pub task: Arc<str>,
+    pub name: Arc<str>,
     pub kind: TraceKind,
 }
 

@@ -141,7 +141,7 @@ fn competing_branches_keep_only_the_winner() {
     assert!(
         trace
             .iter()
-            .any(|t| t.name == "slow" && t.kind == TraceKind::Cancelled)
+            .any(|t| &*t.name == "slow" && t.kind == TraceKind::Cancelled)
     );
 }
 
@@ -486,7 +486,7 @@ fn attempt_duration_cancels_a_slow_attempt_and_retries_it() {
     assert_eq!(now, Timestamp(1_005_000));
     let cancelled = trace
         .iter()
-        .filter(|t| t.name == "slow" && t.kind == TraceKind::Cancelled)
+        .filter(|t| &*t.name == "slow" && t.kind == TraceKind::Cancelled)
         .count();
     assert_eq!(cancelled, 3);
 }

@@ -248,8 +248,8 @@ impl Loader<'_> {
         };
         let id = TaskId(self.tasks.len() as u32);
         self.tasks.push(Task {
-            name: name.to_owned(),
-            reference: path.to_owned(),
+            name: name.into(),
+            reference: path.into(),
             base,
             kind,
         });

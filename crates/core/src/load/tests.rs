@@ -11,8 +11,8 @@ fn loads_a_minimal_workflow() {
     let wf = load(&format!("{HEAD}do:\n  - a:\n      set: {{x: 1}}\n")).expect("loads");
     assert_eq!(wf.document.name, "t");
     let first = wf.task(wf.list(wf.root)[0]);
-    assert_eq!(first.name, "a");
-    assert_eq!(first.reference, "/do/0/a");
+    assert_eq!(&*first.name, "a");
+    assert_eq!(&*first.reference, "/do/0/a");
 }
 
 #[test]

@@ -131,7 +131,7 @@ impl Workflow {
     pub fn position(&self, list: ListId, name: &str) -> Option<usize> {
         self.list(list)
             .iter()
-            .position(|t| self.task(*t).name == name)
+            .position(|t| *self.task(*t).name == *name)
     }
 
     /// Every task, in definition order.

@@ -1,5 +1,7 @@
 //! Tasks and the policies attached to them.
 
+use std::sync::Arc;
+
 use crate::expr::{Expr, Template};
 use crate::time::Duration;
 
@@ -33,9 +35,10 @@ pub struct TaskBase {
 /// A task of the definition.
 #[derive(Debug, Clone)]
 pub struct Task {
-    pub name: String,
+    /// Shared, so that trace events and errors naming the task need not copy it.
+    pub name: Arc<str>,
     /// The DSL reference: a JSON pointer such as `/do/0/tryGetPet/try/0/getPet`.
-    pub reference: String,
+    pub reference: Arc<str>,
     pub base: TaskBase,
     pub kind: TaskKind,
 }

@@ -124,7 +124,15 @@ impl Cx<'_> {
                 })?;
                 Cow::Owned(Value::Array(items))
             }
-            Node::Obj(entries) => {
+            Node::Obj(entries, Some(shape)) => {
+                // Same keys in the same order: the copy keeps the shape's hashes.
+                let mut m = shape.clone();
+                for (slot, (_, v)) in m.values_mut().zip(entries) {
+                    *slot = self.one(v, input)?.into_owned();
+                }
+                Cow::Owned(Value::Object(m))
+            }
+            Node::Obj(entries, None) => {
                 let mut m = Map::with_capacity(entries.len());
                 for (k, v) in entries {
                     let key = match k {
@@ -159,7 +167,7 @@ impl Cx<'_> {
             Node::Has(k) => {
                 let k = self.one(k, input)?;
                 Cow::Owned(Value::Bool(match (input, &*k) {
-                    (Value::Object(m), Value::String(k)) => m.contains_key(k),
+                    (Value::Object(m), Value::String(k)) => field(m, k).is_some(),
                     // jaq counts negative indices from the end; those are jaq's.
                     (Value::Array(a), Value::Number(i)) => match i.as_u64() {
                         Some(i) => i < a.len() as u64,
@@ -229,7 +237,7 @@ impl Cx<'_> {
             let Value::Object(m) = old else {
                 return Err(input);
             };
-            old = match m.get(k) {
+            old = match field(m, k) {
                 Some(v) => v,
                 None if i + 1 == keys.len() => &NULL,
                 None => return Err(input),
@@ -282,7 +290,12 @@ pub(super) fn slot_mut<'v>(mut v: &'v mut Value, keys: &[String]) -> &'v mut Val
         let Value::Object(m) = v else {
             unreachable!("made an object just above")
         };
-        v = m.entry(k.clone()).or_insert(Value::Null);
+        // Most updates change a key that is there: find it without copying the key.
+        v = if field(m, k).is_some() {
+            field_mut(m, k).unwrap_or_else(|| unreachable!("the key is there"))
+        } else {
+            m.entry(k.clone()).or_insert(Value::Null)
+        };
     }
     v
 }
@@ -314,7 +327,7 @@ pub(super) fn walk<'v>(
     };
     let mismatch = || Err(Fallback);
     match (step, v) {
-        (Step::Key(k), Value::Object(m)) => walk(m.get(k).unwrap_or(&NULL), rest, f),
+        (Step::Key(k), Value::Object(m)) => walk(field(m, k).unwrap_or(&NULL), rest, f),
         (Step::Key(_) | Step::Index(_), Value::Null) => walk(&NULL, rest, f),
         (Step::Index(i), Value::Array(a)) => {
             let at = if *i < 0 { a.len() as i64 + i } else { *i };

@@ -10,12 +10,14 @@ pub(super) fn lower(t: &Term<&str>) -> Option<Node> {
         Term::Str(None, parts) => lower_str(parts)?,
         Term::Arr(None) => Node::Arr(None),
         Term::Arr(Some(inner)) => Node::Arr(Some(Box::new(lower(inner)?))),
-        Term::Obj(entries) => Node::Obj(
-            entries
+        Term::Obj(entries) => {
+            let entries: Vec<(Key, Node)> = entries
                 .iter()
                 .map(|(k, v)| lower_entry(k, v.as_ref()))
-                .collect::<Option<_>>()?,
-        ),
+                .collect::<Option<_>>()?;
+            let shape = object_shape(&entries);
+            Node::Obj(entries, shape)
+        }
         // Over a stream, negation is a stream: jaq's.
         Term::Neg(x) => Node::Neg(Box::new(single(lower(x)?)?)),
         Term::Var(name) if !name.starts_with("$__") => Node::Var((*name).to_owned()),
@@ -62,7 +64,7 @@ pub(super) fn is_single(n: &Node) -> bool {
         | Node::Math(..)
         | Node::Neg(_)
         | Node::Arr(_)
-        | Node::Obj(_)
+        | Node::Obj(..)
         | Node::Str(_)
         | Node::Not
         | Node::Length
@@ -119,6 +121,19 @@ pub(super) fn lower_str(parts: &[StrPart<&str, Term<&str>>]) -> Option<Node> {
         });
     }
     Some(Node::Str(pieces))
+}
+
+/// The object an all-literal, duplicate-free key list builds, with null values in key order;
+/// `None` if a key is computed or repeated (a later duplicate overwrites an earlier value).
+fn object_shape(entries: &[(Key, Node)]) -> Option<Map<String, Value>> {
+    let mut m = Map::with_capacity(entries.len());
+    for (k, _) in entries {
+        let Key::Lit(k) = k else { return None };
+        if m.insert(k.clone(), Value::Null).is_some() {
+            return None;
+        }
+    }
+    Some(m)
 }
 
 pub(super) fn lower_entry(k: &Term<&str>, v: Option<&Term<&str>>) -> Option<(Key, Node)> {

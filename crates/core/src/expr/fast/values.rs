@@ -214,7 +214,7 @@ pub(super) fn jq_eq(a: &Value, b: &Value) -> R<bool> {
                 return Ok(false);
             }
             for (k, p) in x {
-                match y.get(k) {
+                match field(y, k) {
                     Some(q) if jq_eq(p, q)? => {}
                     _ => return Ok(false),
                 }
@@ -252,3 +252,25 @@ pub(super) fn settle(v: &mut Value, left: usize) -> bool {
         _ => true,
     }
 }
+
+/// `m[k]`, by a scan of the keys for the small objects documents are mostly made of (cheaper
+/// than hashing the key), by hash for larger ones.
+pub(super) fn field<'m>(m: &'m Map<String, Value>, k: &str) -> Option<&'m Value> {
+    if m.len() <= SCAN_UP_TO {
+        m.iter().find_map(|(key, v)| (key == k).then_some(v))
+    } else {
+        m.get(k)
+    }
+}
+
+/// [`field`], for changing the value.
+pub(super) fn field_mut<'m>(m: &'m mut Map<String, Value>, k: &str) -> Option<&'m mut Value> {
+    if m.len() <= SCAN_UP_TO {
+        m.iter_mut().find_map(|(key, v)| (key == k).then_some(v))
+    } else {
+        m.get_mut(k)
+    }
+}
+
+/// Objects up to this many keys are searched by scanning rather than hashing.
+const SCAN_UP_TO: usize = 8;

@@ -6,7 +6,7 @@ use super::*;
 pub(super) fn start_body(cx: &mut Cx<'_>, task: &Task, frame: &Frame) -> Started<Body> {
     let input = &frame.input;
     let scope = &frame.scope;
-    let reference = task.reference.as_str();
+    let reference = &*task.reference;
     let at = Some((task, frame.started_at));
     let budget = &cx.env.budget;
     let finished = |r: Result<Value, WorkflowError>| match r {
@@ -225,7 +225,7 @@ pub(super) fn resume_body(cx: &mut Cx<'_>, frame: &mut Frame, ev: &Ev) -> Option
                 CallResult::Value(v) => Outcome::Done(v, None),
                 CallResult::Failed(mut e) => {
                     if e.instance.is_none() {
-                        e.instance = Some(task.reference.clone());
+                        e.instance = Some(task.reference.to_string());
                     }
                     Outcome::Failed(e)
                 }

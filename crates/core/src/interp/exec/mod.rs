@@ -251,9 +251,9 @@ fn start_workflow(
     root: &mut Option<ListFrame>,
 ) -> Option<Outcome> {
     let wf = cx.env.workflow;
-    let raw = cx.wf_input.clone();
+    let raw = &cx.wf_input;
     if let Some(schema) = &wf.input.schema {
-        let v = schema.violations(&raw);
+        let v = schema.violations(raw);
         if !v.is_empty() {
             return Some(Outcome::Failed(validation_error(
                 "/input",
@@ -262,9 +262,11 @@ fn start_workflow(
             )));
         }
     }
+    // The raw input stays with the instance (`$workflow.input`), so the data is a copy, or
+    // what `input.from` builds from the borrowed input.
     let data = match &wf.input.from {
-        None => raw,
-        Some(t) => match t.eval(&raw, &cx.vars(None, &raw, None, &[]), &cx.env.budget) {
+        None => raw.clone(),
+        Some(t) => match t.eval(raw, &cx.vars(None, raw, None, &[]), &cx.env.budget) {
             Ok(v) => v,
             Err(e) => return Some(Outcome::Failed(expr_error("/input/from", &e))),
         },
@@ -287,9 +289,16 @@ fn finish_workflow(cx: &mut Cx<'_>, inst: &mut Instance, outcome: Outcome) {
     }
     let result = match outcome {
         Outcome::Done(v, _) | Outcome::Ended(v) => {
-            let wf = cx.env.workflow;
-            let input = cx.wf_input.clone();
-            transform_out(cx, &wf.output, None, &input, &[], v, "/output")
+            let cx: &Cx<'_> = cx;
+            transform_out(
+                cx,
+                &cx.env.workflow.output,
+                None,
+                &cx.wf_input,
+                &[],
+                v,
+                "/output",
+            )
         }
         Outcome::Failed(e) => Err(e),
     };

@@ -13,7 +13,7 @@ pub(super) fn start_task(
 ) -> Started<Frame> {
     let task = cx.env.workflow.task(tid);
     let base = &task.base;
-    let reference = task.reference.as_str();
+    let reference = &*task.reference;
     let started = cx.now;
     if let Some(cond) = &base.if_ {
         let run = cond.eval_bool(
@@ -120,7 +120,7 @@ pub(super) fn finish_task(cx: &mut Cx<'_>, frame: &Frame, o: Outcome) -> Outcome
         }
         Outcome::Failed(mut e) => {
             if e.instance.is_none() {
-                e.instance = Some(task.reference.clone());
+                e.instance = Some(task.reference.to_string());
             }
             cx.trace(task, TraceKind::Faulted);
             return Outcome::Failed(e);
