@@ -28,6 +28,7 @@
 //! ```
 
 mod clock;
+pub mod durable;
 mod functions;
 mod http;
 mod runner;

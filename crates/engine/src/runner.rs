@@ -123,7 +123,7 @@ pub fn new_instance_id() -> String {
 }
 
 /// A random 64-bit number; see [`new_instance_id`] for how it is drawn.
-fn random_u64() -> u64 {
+pub(crate) fn random_u64() -> u64 {
     thread_local! {
         static KEYED: (std::collections::hash_map::RandomState, Cell<u64>) =
             (std::collections::hash_map::RandomState::new(), Cell::new(0));
@@ -223,14 +223,14 @@ impl Runner {
         })
     }
 
-    fn env<'a>(&self, wf: &'a Workflow, id: &'a str) -> Env<'a> {
+    pub(crate) fn env<'a>(&self, wf: &'a Workflow, id: &'a str) -> Env<'a> {
         let mut env = Env::new(wf, id);
         env.secrets = self.secrets.clone();
         env.budget = self.budget;
         env
     }
 
-    fn invoke(
+    pub(crate) fn invoke(
         &self,
         task: String,
         request: CallRequest,

@@ -154,8 +154,9 @@ pub struct HttpRequest {
     pub query: Vec<(String, String)>,
     pub body: Option<Value>,
     pub redirect: bool,
-    /// Kept so the response can be shaped (`output: response` echoes the request).
-    #[serde(skip)]
+    /// Kept so the response can be shaped (`output: response` echoes the request); stored
+    /// with the request so that a durable call shapes its response the same way.
+    #[serde(default)]
     pub output: HttpOutput,
 }
 

@@ -26,7 +26,8 @@ pub enum EndpointUri {
 }
 
 /// `output` of an HTTP call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum HttpOutput {
     /// The parsed body.
     #[default]

@@ -1,0 +1,399 @@
+//! Durable execution: instances whose every step is committed to a [`Store`] before anything
+//! it decided is carried out, so that they survive a crash of the process and finish exactly
+//! once.
+//!
+//! * [`Durable::start`] runs the first step on the caller's thread and commits, in one
+//!   transaction, the instance row (with the interpreter's state), its history and the work the
+//!   step created. Only then does it return, so a caller that acknowledges the start (202) never
+//!   acknowledges something that is not stored.
+//! * Everything that leaves the interpreter is a **work item**: a call (an *activity*, run at
+//!   least once, with a stable idempotency key), a timer (`wait`, retry backoff, timeouts), a
+//!   message (a raised event, a terminate request). [`Durable::run`] claims due items with a
+//!   lease, carries each out, and feeds its outcome back to the instance as the next step,
+//!   committing the new state, the finished item and any new work together.
+//! * Pure tasks (`set`, `switch`, expressions) never become work items: they run inside a step.
+//! * A commit that finds the instance changed underneath (another item of the same instance
+//!   finished at the same time) reloads it and applies the step again; the interpreter is
+//!   deterministic, so this is safe. A commit refused for a stale lease (the item was taken over
+//!   after this node's lease expired) is dropped: the new holder carries the item out.
+//! * Work is found through the store's wake-ups after each commit, with a poll of the next due
+//!   time as the fallback, never a fixed sleep loop.
+
+mod translate;
+
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use baton_core::interp::{Input, Instance};
+use baton_core::{Timestamp, Workflow};
+use baton_store::{
+    Commit, CommitError, IdempotencyKey, InstanceRow, Millis, NewEvent, NewWork, Store, StoreError,
+    Work, WorkKind,
+};
+use serde_json::{Value, json};
+use tokio::sync::Semaphore;
+
+use crate::Runner;
+use crate::runner::random_u64;
+
+pub use translate::Activity;
+
+/// How a durable engine claims and runs work.
+#[derive(Debug, Clone)]
+pub struct DurableOptions {
+    /// This node's name in leases.
+    pub owner: String,
+    /// How long a claim holds an item before another node may take it over.
+    pub lease: Duration,
+    /// At most this many items are carried out at once.
+    pub concurrency: usize,
+    /// At most this many items are claimed at a time.
+    pub claim_batch: usize,
+    /// The longest an idle dispatcher waits before looking for work without a wake-up.
+    pub idle_poll: Duration,
+}
+
+impl Default for DurableOptions {
+    fn default() -> Self {
+        Self {
+            owner: format!("node-{:016x}", random_u64()),
+            lease: Duration::from_secs(30),
+            concurrency: 256,
+            claim_batch: 64,
+            idle_poll: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Why an instance could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The idempotency key is bound to another instance already.
+    #[error("the idempotency key is bound to instance `{instance}`")]
+    Duplicate {
+        instance: String,
+        request_hash: String,
+    },
+    /// An instance with this id exists.
+    #[error("an instance `{0}` exists already")]
+    Exists(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What to start.
+#[derive(Debug, Clone)]
+pub struct StartRequest {
+    pub id: String,
+    pub function: String,
+    /// The hash of the definition the instance is pinned to; [`Durable::pin`] must have been
+    /// told which workflow it is.
+    pub definition: String,
+    pub input: Value,
+    pub idempotency: Option<IdempotencyKey>,
+}
+
+/// The durable engine over one store.
+pub struct Durable<S: Store> {
+    store: Arc<S>,
+    runner: Arc<Runner>,
+    workflows: RwLock<HashMap<String, Arc<Workflow>>>,
+    options: DurableOptions,
+}
+
+impl<S: Store> std::fmt::Debug for Durable<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Durable")
+            .field("owner", &self.options.owner)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The history event kinds a durable instance records.
+pub mod events {
+    pub const STARTED: &str = "ExecutionStarted";
+    pub const COMPLETED: &str = "ExecutionCompleted";
+    pub const FAILED: &str = "ExecutionFailed";
+    pub const TERMINATED: &str = "ExecutionTerminated";
+    pub const TASK: &str = "Task";
+    pub const ACTIVITY_SCHEDULED: &str = "ActivityScheduled";
+    pub const ACTIVITY_COMPLETED: &str = "ActivityCompleted";
+    pub const TIMER_CREATED: &str = "TimerCreated";
+    pub const TIMER_FIRED: &str = "TimerFired";
+    pub const EVENT_RAISED: &str = "EventRaised";
+}
+
+impl<S: Store> Durable<S> {
+    /// An engine that calls out through `runner` (its HTTP client, native functions, secrets
+    /// and budget) and keeps everything in `store`.
+    pub fn new(store: Arc<S>, runner: Arc<Runner>, options: DurableOptions) -> Self {
+        Self {
+            store,
+            runner,
+            workflows: RwLock::new(HashMap::new()),
+            options,
+        }
+    }
+
+    pub fn store(&self) -> &Arc<S> {
+        &self.store
+    }
+
+    /// Tells the engine which workflow the definition `hash` is. Instances pinned to a hash the
+    /// engine has not been told of wait (their work is released) until it is.
+    pub fn pin(&self, hash: &str, workflow: Arc<Workflow>) {
+        self.workflows
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(hash.to_owned(), workflow);
+    }
+
+    fn workflow(&self, hash: &str) -> Option<Arc<Workflow>> {
+        self.workflows
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(hash)
+            .cloned()
+    }
+
+    async fn now(&self) -> Result<Timestamp, StoreError> {
+        Ok(Timestamp(self.store.now().await?))
+    }
+
+    /// Runs the first step and commits the new instance with everything it decided. Returns
+    /// the stored row: when this returns, the instance exists.
+    pub async fn start(&self, req: StartRequest) -> Result<InstanceRow, StartError> {
+        let wf = self.workflow(&req.definition).ok_or_else(|| {
+            StoreError::Permanent(format!("definition `{}` is not pinned", req.definition))
+        })?;
+        let now = self.now().await?;
+        let mut inst = Instance::default();
+        let env = self.runner.env(&wf, &req.id);
+        let input = Input::Start {
+            input: req.input.clone(),
+            seed: random_u64(),
+        };
+        let stepped = translate::guarded_apply(&mut inst, &env, input, now);
+        let mut row = InstanceRow {
+            id: req.id.clone(),
+            function: req.function.clone(),
+            definition: req.definition.clone(),
+            status: baton_store::RuntimeStatus::Pending,
+            input: req.input.clone(),
+            output: None,
+            error: None,
+            custom_status: None,
+            state: Vec::new(),
+            created_at: now.millis(),
+            updated_at: now.millis(),
+            revision: 0,
+        };
+        let mut history = vec![NewEvent {
+            kind: events::STARTED.to_owned(),
+            data: json!({"function": req.function, "definition": req.definition}),
+        }];
+        let mut commit = Commit::create(row.clone());
+        translate::fill(&mut commit, &mut row, &inst, stepped, &mut history)?;
+        commit.instance = row;
+        commit.history = history;
+        commit.idempotency = req.idempotency;
+        match self.store.commit(commit.clone()).await {
+            Ok(done) => {
+                commit.instance.revision = done.revision;
+                Ok(commit.instance)
+            }
+            Err(CommitError::KeyTaken(b)) => Err(StartError::Duplicate {
+                instance: b.instance,
+                request_hash: b.request_hash,
+            }),
+            Err(CommitError::Conflict { .. }) => Err(StartError::Exists(req.id)),
+            Err(CommitError::Fenced { .. }) => Err(StartError::Store(StoreError::Permanent(
+                "a start finished no work, yet was fenced".to_owned(),
+            ))),
+            Err(CommitError::Store(e)) => Err(StartError::Store(e)),
+        }
+    }
+
+    /// Asks a running instance to stop: delivered as a message, applied as its next step.
+    pub async fn terminate(&self, id: &str, reason: &str) -> Result<i64, StoreError> {
+        self.message(id, json!({"terminate": reason})).await
+    }
+
+    /// Delivers an event to an instance (`listen` tasks).
+    pub async fn raise(&self, id: &str, event: Value) -> Result<i64, StoreError> {
+        self.message(id, json!({"event": event})).await
+    }
+
+    async fn message(&self, id: &str, payload: Value) -> Result<i64, StoreError> {
+        let now = self.store.now().await?;
+        self.store
+            .send(NewWork {
+                instance: id.to_owned(),
+                kind: WorkKind::Message,
+                token: random_u64() >> 1,
+                due_at: now,
+                payload,
+            })
+            .await
+    }
+
+    /// Claims and carries out work until `stop` resolves. Items in flight when it does are
+    /// left to their leases: another run (or this node after a restart) takes them over.
+    pub async fn run(self: Arc<Self>, stop: impl std::future::Future<Output = ()>) {
+        let slots = Arc::new(Semaphore::new(self.options.concurrency.max(1)));
+        let wakeups = self.store.wakeups();
+        let lease_ms = self.options.lease.as_millis() as i64;
+        tokio::pin!(stop);
+        loop {
+            // Registered before looking, so a commit between the claim and the wait is not
+            // missed.
+            let woken = wakeups.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            let free = slots.available_permits().min(self.options.claim_batch);
+            let claimed = if free == 0 {
+                Vec::new()
+            } else {
+                match self.store.claim(&self.options.owner, lease_ms, free).await {
+                    Ok(w) => w,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "claiming work failed; retrying");
+                        Vec::new()
+                    }
+                }
+            };
+            let got = claimed.len();
+            for work in claimed {
+                let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
+                    return;
+                };
+                let me = Arc::clone(&self);
+                tokio::spawn(async move {
+                    me.carry_out(work).await;
+                    drop(permit);
+                });
+            }
+            if got == free && free > 0 {
+                continue;
+            }
+            let wait = self.idle_wait().await;
+            tokio::select! {
+                () = &mut stop => return,
+                () = &mut woken => {}
+                () = tokio::time::sleep(wait) => {}
+                // A finished item frees a slot when all were taken.
+                Ok(p) = Arc::clone(&slots).acquire_owned(), if free == 0 => drop(p),
+            }
+        }
+    }
+
+    /// Until the next item is due (or a lease expires), at most the idle poll.
+    async fn idle_wait(&self) -> Duration {
+        let cap = self.options.idle_poll;
+        match (self.store.next_due().await, self.store.now().await) {
+            (Ok(Some(due)), Ok(now)) => {
+                Duration::from_millis((due - now).clamp(0, cap.as_millis() as Millis) as u64)
+            }
+            _ => cap,
+        }
+    }
+
+    /// Carries out one claimed item and feeds its outcome to its instance.
+    async fn carry_out(&self, work: Work) {
+        let input = match work.kind {
+            WorkKind::Activity => {
+                let activity: Activity = match serde_json::from_value(work.payload.clone()) {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::error!(work = work.id, error = %e, "an unreadable activity");
+                        return;
+                    }
+                };
+                let result = self.run_activity(&work, activity).await;
+                translate::Fed::Call(result)
+            }
+            WorkKind::Timer => translate::Fed::Timer,
+            WorkKind::Message => translate::Fed::Message(work.payload.clone()),
+        };
+        self.feed(&work, input).await;
+    }
+
+    /// Runs an activity, renewing its lease while it runs.
+    async fn run_activity(
+        &self,
+        work: &Work,
+        activity: Activity,
+    ) -> baton_core::interp::CallResult {
+        let call = self.runner.invoke(activity.task, activity.request);
+        tokio::pin!(call);
+        let renew_every = self.options.lease / 3;
+        let lease_ms = self.options.lease.as_millis() as i64;
+        loop {
+            tokio::select! {
+                r = &mut call => return r,
+                () = tokio::time::sleep(renew_every) => {
+                    if let Err(e) = self.store.extend(work.into(), lease_ms).await {
+                        tracing::warn!(work = work.id, error = %e, "lost the lease of a running activity");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Applies what an item brought to its instance and commits, retrying on conflicts.
+    async fn feed(&self, work: &Work, fed: translate::Fed) {
+        for _attempt in 0..64 {
+            match self.feed_once(work, &fed).await {
+                Ok(()) => return,
+                Err(CommitError::Conflict { .. }) => continue,
+                Err(CommitError::Fenced { .. }) => {
+                    tracing::info!(work = work.id, "work taken over by another holder; dropped");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(work = work.id, error = %e, "could not record finished work; it will run again");
+                    return;
+                }
+            }
+        }
+        tracing::warn!(
+            work = work.id,
+            "instance kept changing; the work will run again"
+        );
+    }
+
+    async fn feed_once(&self, work: &Work, fed: &translate::Fed) -> Result<(), CommitError> {
+        let Some(mut row) = self.store.instance(&work.instance).await? else {
+            // Purged while the work was out: nothing to feed.
+            return Ok(());
+        };
+        let mut commit = Commit::update(row.clone());
+        commit.done.push(work.into());
+        if row.status.is_terminal() {
+            self.store.commit(commit).await?;
+            return Ok(());
+        }
+        let Some(wf) = self.workflow(&row.definition) else {
+            tracing::warn!(instance = %row.id, definition = %row.definition, "the instance's definition is not pinned here");
+            let _ = self
+                .store
+                .release(work.into(), self.store.now().await? + 1000)
+                .await;
+            return Ok(());
+        };
+        let mut inst: Instance = serde_json::from_slice(&row.state)
+            .map_err(|e| StoreError::Permanent(format!("unreadable instance state: {e}")))?;
+        let now = self.now().await?;
+        row.updated_at = now.millis();
+        let mut history = Vec::new();
+        let input = translate::input_for(work, fed, &mut history);
+        let env = self.runner.env(&wf, &row.id);
+        let stepped = translate::guarded_apply(&mut inst, &env, input, now);
+        translate::fill(&mut commit, &mut row, &inst, stepped, &mut history)?;
+        commit.instance = row;
+        commit.history = history;
+        self.store.commit(commit).await?;
+        Ok(())
+    }
+}

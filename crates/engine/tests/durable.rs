@@ -1,0 +1,216 @@
+//! The durable engine on a real SQLite file: activities as leased work items, durable timers,
+//! restarts, terminate, idempotency keys.
+
+// Test helpers outside #[test] functions: a failure must panic with its message.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use baton_core::{Format, NoResolver, load_str};
+use baton_engine::Runner;
+use baton_engine::durable::{Durable, DurableOptions, StartError, StartRequest};
+use baton_store::{IdempotencyKey, InstanceRow, RuntimeStatus, Store, WorkKind};
+use baton_store_sqlite::{Options, SqliteStore};
+use serde_json::{Value, json};
+
+/// Six activities in parallel, then a short durable wait, then the answer.
+const FAN_OUT: &str = r#"document: {dsl: '1.0.0', namespace: test, name: fan-out, version: '1.0.0'}
+do:
+  - checks:
+      fork:
+        branches:
+          - c1: {call: check, with: {n: 1, v: '${ .v }'}}
+          - c2: {call: check, with: {n: 2, v: '${ .v }'}}
+          - c3: {call: check, with: {n: 3, v: '${ .v }'}}
+          - c4: {call: check, with: {n: 4, v: '${ .v }'}}
+          - c5: {call: check, with: {n: 5, v: '${ .v }'}}
+          - c6: {call: check, with: {n: 6, v: '${ .v }'}}
+  - pause: {wait: PT0.05S}
+  - answer: {set: '${ {sum: (map(.n) | add)} }'}
+"#;
+
+const LONG_WAIT: &str = r#"document: {dsl: '1.0.0', namespace: test, name: long, version: '1.0.0'}
+do:
+  - sleep: {wait: PT1H}
+"#;
+
+struct Rig {
+    engine: Arc<Durable<SqliteStore>>,
+    calls: Arc<AtomicUsize>,
+}
+
+fn rig(path: &std::path::Path) -> Rig {
+    let store = Arc::new(SqliteStore::open(path, Options::default()).unwrap());
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&calls);
+    let runner = Runner::builder()
+        .function("check", move |args: Value| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            async move { Ok(json!({"n": args["n"], "v": args["v"]})) }
+        })
+        .build()
+        .unwrap();
+    let options = DurableOptions {
+        lease: Duration::from_secs(5),
+        ..DurableOptions::default()
+    };
+    let engine = Arc::new(Durable::new(store, Arc::new(runner), options));
+    for (hash, src) in [("fan-out", FAN_OUT), ("long", LONG_WAIT)] {
+        engine.pin(
+            hash,
+            Arc::new(load_str(src, Format::Yaml, &NoResolver).unwrap()),
+        );
+    }
+    Rig { engine, calls }
+}
+
+fn request(id: &str, definition: &str) -> StartRequest {
+    StartRequest {
+        id: id.to_owned(),
+        function: "Test".to_owned(),
+        definition: definition.to_owned(),
+        input: json!({"v": "x"}),
+        idempotency: None,
+    }
+}
+
+/// Waits (on the store's commit notifications, bounded) until `id` reaches a terminal status.
+async fn settled(store: &SqliteStore, id: &str) -> InstanceRow {
+    let wakeups = store.wakeups();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while tokio::time::Instant::now() < deadline {
+        let woken = wakeups.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        let row = store.instance(id).await.unwrap().unwrap();
+        if row.status.is_terminal() {
+            return row;
+        }
+        let _ = tokio::time::timeout(Duration::from_millis(100), woken).await;
+    }
+    panic!("instance {id} did not finish within 20 s");
+}
+
+fn serve(engine: &Arc<Durable<SqliteStore>>) -> tokio::sync::oneshot::Sender<()> {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(Arc::clone(engine).run(async move {
+        let _ = stopped.await;
+    }));
+    stop
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fan_out_runs_its_activities_as_work_items_and_completes() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = rig(&dir.path().join("baton.db"));
+    let started = r.engine.start(request("i1", "fan-out")).await.unwrap();
+    assert_eq!(started.revision, 1);
+    assert_eq!(started.status, RuntimeStatus::Running);
+    let _stop = serve(&r.engine);
+    let row = settled(r.engine.store(), "i1").await;
+    assert_eq!(row.status, RuntimeStatus::Completed, "{row:?}");
+    assert_eq!(row.output, Some(json!({"sum": 21})));
+    assert_eq!(r.calls.load(Ordering::SeqCst), 6);
+    let history = r.engine.store().history("i1", 0, 1000).await.unwrap();
+    let kinds: Vec<&str> = history.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "ActivityScheduled").count(),
+        6
+    );
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "ActivityCompleted").count(),
+        6
+    );
+    assert!(kinds.contains(&"TimerFired"), "{kinds:?}");
+    assert_eq!(kinds.first(), Some(&"ExecutionStarted"));
+    assert_eq!(kinds.last(), Some(&"ExecutionCompleted"));
+    // Nothing is left over.
+    assert_eq!(r.engine.store().next_due().await.unwrap(), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_started_before_a_restart_finishes_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("baton.db");
+    {
+        // Started and committed, then the process "dies" before any work is carried out.
+        let r = rig(&path);
+        r.engine
+            .start(request("survivor", "fan-out"))
+            .await
+            .unwrap();
+        assert_eq!(r.calls.load(Ordering::SeqCst), 0);
+    }
+    let r = rig(&path);
+    let _stop = serve(&r.engine);
+    let row = settled(r.engine.store(), "survivor").await;
+    assert_eq!(row.status, RuntimeStatus::Completed);
+    assert_eq!(row.output, Some(json!({"sum": 21})));
+    assert_eq!(r.calls.load(Ordering::SeqCst), 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_claimed_by_a_node_that_died_is_taken_over_after_its_lease() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("baton.db");
+    let r = rig(&path);
+    r.engine.start(request("orphan", "fan-out")).await.unwrap();
+    // A node claims every activity with a short lease and then disappears.
+    let taken = r.engine.store().claim("dead-node", 200, 10).await.unwrap();
+    assert_eq!(taken.len(), 6);
+    assert!(taken.iter().all(|w| w.kind == WorkKind::Activity));
+    let _stop = serve(&r.engine);
+    let row = settled(r.engine.store(), "orphan").await;
+    assert_eq!(row.status, RuntimeStatus::Completed);
+    assert_eq!(
+        r.calls.load(Ordering::SeqCst),
+        6,
+        "each activity ran once, on the survivor"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminate_ends_a_waiting_instance() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = rig(&dir.path().join("baton.db"));
+    r.engine.start(request("sleeper", "long")).await.unwrap();
+    let _stop = serve(&r.engine);
+    r.engine
+        .terminate("sleeper", "no longer needed")
+        .await
+        .unwrap();
+    let row = settled(r.engine.store(), "sleeper").await;
+    assert_eq!(row.status, RuntimeStatus::Terminated);
+    // The hour-long timer went with it.
+    assert_eq!(r.engine.store().next_due().await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn the_same_idempotency_key_does_not_start_a_second_instance() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = rig(&dir.path().join("baton.db"));
+    let now = r.engine.store().now().await.unwrap();
+    let key = IdempotencyKey {
+        key: "order-42".to_owned(),
+        request_hash: "h1".to_owned(),
+        expires_at: now + 60_000,
+    };
+    let mut first = request("first", "long");
+    first.idempotency = Some(key.clone());
+    r.engine.start(first).await.unwrap();
+    let mut again = request("second", "long");
+    again.idempotency = Some(key);
+    match r.engine.start(again).await {
+        Err(StartError::Duplicate {
+            instance,
+            request_hash,
+        }) => {
+            assert_eq!(instance, "first");
+            assert_eq!(request_hash, "h1");
+        }
+        other => panic!("expected a duplicate, got {other:?}"),
+    }
+    assert!(r.engine.store().instance("second").await.unwrap().is_none());
+}
