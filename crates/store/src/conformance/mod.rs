@@ -1,10 +1,10 @@
-//! The behaviour every [`Store`](crate::Store) backend must show, written once against the
-//! trait and run unchanged by each backend.
+//! The behaviour every [`Store`] backend must show, written once against the trait and run
+//! unchanged by each backend.
 //!
 //! Each case is a `pub async fn` that takes a fresh, empty store (a few take it in an
-//! [`Arc`] to spawn tasks on it) and panics with a message naming what went wrong.
-//! [`conformance_tests!`](crate::conformance_tests) expands to one `#[tokio::test]` per case;
-//! a backend's test file writes
+//! [`Arc`](std::sync::Arc) to spawn tasks on it) and panics with a message naming what went
+//! wrong. [`conformance_tests!`](crate::conformance_tests) expands to one `#[tokio::test]` per
+//! case; a backend's test file writes
 //!
 //! ```ignore
 //! async fn fresh() -> MyStore { /* a new, empty store */ }
@@ -15,9 +15,9 @@
 //! The expansion names `::tokio`, so the backend's tests need `tokio` with the `macros` and
 //! `rt-multi-thread` features.
 //!
-//! Times come from [`Store::now`](crate::Store::now), never from this machine's clock, so the
-//! suite holds for a database clock too. Waiting is always a bounded loop on something the
-//! store reports (a claim succeeding, its clock passing a time), never a bare sleep.
+//! Times come from [`Store::now`], never from this machine's clock, so the suite holds for a
+//! database clock too. Waiting is always a bounded loop on something the store reports (a claim
+//! succeeding, its clock passing a time), never a bare sleep.
 
 // Test code: a failed store call or a broken expectation must panic, with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
