@@ -220,7 +220,10 @@ pub struct Event {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IdempotencyKey {
     pub key: String,
-    /// A hash of the request it came with: the same key with another request is refused.
+    /// A hash of the request it came with. The store refuses any second binding of a live key
+    /// ([`CommitError::KeyTaken`], carrying this hash); telling a retry of the same request
+    /// (same hash: answer with the bound instance) from a misuse (another hash: 409) is the
+    /// caller's.
     pub request_hash: String,
     /// The key is forgotten after this time.
     pub expires_at: Millis,
@@ -295,7 +298,8 @@ pub enum CommitError {
         expected: Option<u64>,
         found: Option<u64>,
     },
-    /// The work item was claimed by someone else since (or is gone).
+    /// The work item was claimed by someone else since (or is gone). A holder whose lease
+    /// expired but whose item nobody has claimed since still holds it.
     #[error("work item {id} is no longer held with fence {fence}")]
     Fenced { id: i64, fence: i64 },
     /// The idempotency key is bound to an instance already.
@@ -409,8 +413,9 @@ pub trait Store: Send + Sync + 'static {
         due_at: Millis,
     ) -> impl Future<Output = Result<(), CommitError>> + Send;
 
-    /// The earliest time at which some work is due or a lease expires, if any: when a
-    /// dispatcher with nothing to do should look again.
+    /// The earliest time at which some work becomes claimable — an unleased item's due time,
+    /// a leased item's lease expiry — if any: when a dispatcher with nothing to do should look
+    /// again.
     fn next_due(&self) -> impl Future<Output = Result<Option<Millis>, StoreError>> + Send;
 
     /// The binding of an unexpired idempotency key.

@@ -22,14 +22,14 @@
 mod translate;
 
 use std::collections::HashMap;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use baton_core::interp::{Input, Instance};
 use baton_core::{Timestamp, Workflow};
 use baton_store::{
-    Commit, CommitError, IdempotencyKey, InstanceRow, Millis, NewEvent, NewWork, Store, StoreError,
-    Work, WorkKind,
+    Commit, CommitError, Held, IdempotencyKey, InstanceRow, Millis, NewEvent, NewWork, Store,
+    StoreError, Work, WorkKind,
 };
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
@@ -38,6 +38,7 @@ use crate::Runner;
 use crate::runner::random_u64;
 
 pub use translate::Activity;
+use translate::Fed;
 
 /// How a durable engine claims and runs work.
 #[derive(Debug, Clone)]
@@ -99,6 +100,8 @@ pub struct Durable<S: Store> {
     store: Arc<S>,
     runner: Arc<Runner>,
     workflows: RwLock<HashMap<String, Arc<Workflow>>>,
+    /// Outcomes waiting for their instance's feeder, by instance id (see `deliver`).
+    mailboxes: Mutex<HashMap<String, Vec<(Work, Fed)>>>,
     options: DurableOptions,
 }
 
@@ -132,6 +135,7 @@ impl<S: Store> Durable<S> {
             store,
             runner,
             workflows: RwLock::new(HashMap::new()),
+            mailboxes: Mutex::new(HashMap::new()),
             options,
         }
     }
@@ -194,7 +198,8 @@ impl<S: Store> Durable<S> {
             data: json!({"function": req.function, "definition": req.definition}),
         }];
         let mut commit = Commit::create(row.clone());
-        translate::fill(&mut commit, &mut row, &inst, stepped, &mut history)?;
+        translate::fill(&mut commit, &mut row, stepped, &mut history)?;
+        translate::keep_state(&mut row, &inst)?;
         commit.instance = row;
         commit.history = history;
         commit.idempotency = req.idempotency;
@@ -311,12 +316,12 @@ impl<S: Store> Durable<S> {
                     }
                 };
                 let result = self.run_activity(&work, activity).await;
-                translate::Fed::Call(result)
+                Fed::Call(result)
             }
-            WorkKind::Timer => translate::Fed::Timer,
-            WorkKind::Message => translate::Fed::Message(work.payload.clone()),
+            WorkKind::Timer => Fed::Timer,
+            WorkKind::Message => Fed::Message(work.payload.clone()),
         };
-        self.feed(&work, input).await;
+        self.deliver(work, input).await;
     }
 
     /// Runs an activity, renewing its lease while it runs.
@@ -341,45 +346,86 @@ impl<S: Store> Durable<S> {
         }
     }
 
-    /// Applies what an item brought to its instance and commits, retrying on conflicts.
-    async fn feed(&self, work: &Work, fed: translate::Fed) {
+    /// Hands an item's outcome to its instance. Outcomes for one instance are applied by one
+    /// feeder at a time: those that arrive while it commits wait in the instance's mailbox and
+    /// go, all together, into its next step and commit. Six activities finishing at once then
+    /// cost one or two commits instead of six racing on one revision.
+    async fn deliver(&self, work: Work, fed: Fed) {
+        let instance = work.instance.clone();
+        {
+            let mut boxes = self
+                .mailboxes
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if let Some(waiting) = boxes.get_mut(&instance) {
+                waiting.push((work, fed));
+                return;
+            }
+            boxes.insert(instance.clone(), vec![(work, fed)]);
+        }
+        loop {
+            let batch = {
+                let mut boxes = self
+                    .mailboxes
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                match boxes.get_mut(&instance) {
+                    Some(waiting) if !waiting.is_empty() => std::mem::take(waiting),
+                    _ => {
+                        boxes.remove(&instance);
+                        return;
+                    }
+                }
+            };
+            self.feed(batch).await;
+        }
+    }
+
+    /// Applies a batch of outcomes of one instance and commits, retrying on conflicts.
+    async fn feed(&self, mut batch: Vec<(Work, Fed)>) {
         for _attempt in 0..64 {
-            match self.feed_once(work, &fed).await {
+            match self.feed_once(&batch).await {
                 Ok(()) => return,
                 Err(CommitError::Conflict { .. }) => continue,
-                Err(CommitError::Fenced { .. }) => {
-                    tracing::info!(work = work.id, "work taken over by another holder; dropped");
-                    return;
+                Err(CommitError::Fenced { id, .. }) => {
+                    tracing::info!(
+                        work = id,
+                        "work taken over by another holder; its outcome is dropped"
+                    );
+                    batch.retain(|(w, _)| w.id != id);
+                    if batch.is_empty() {
+                        return;
+                    }
                 }
                 Err(e) => {
-                    tracing::warn!(work = work.id, error = %e, "could not record finished work; it will run again");
+                    tracing::warn!(error = %e, "could not record finished work; it will run again");
                     return;
                 }
             }
         }
-        tracing::warn!(
-            work = work.id,
-            "instance kept changing; the work will run again"
-        );
+        tracing::warn!("an instance kept changing; its work will run again");
     }
 
-    async fn feed_once(&self, work: &Work, fed: &translate::Fed) -> Result<(), CommitError> {
-        let Some(mut row) = self.store.instance(&work.instance).await? else {
+    async fn feed_once(&self, batch: &[(Work, Fed)]) -> Result<(), CommitError> {
+        let Some((first, _)) = batch.first() else {
+            return Ok(());
+        };
+        let Some(mut row) = self.store.instance(&first.instance).await? else {
             // Purged while the work was out: nothing to feed.
             return Ok(());
         };
         let mut commit = Commit::update(row.clone());
-        commit.done.push(work.into());
+        commit.done.extend(batch.iter().map(|(w, _)| Held::from(w)));
         if row.status.is_terminal() {
             self.store.commit(commit).await?;
             return Ok(());
         }
         let Some(wf) = self.workflow(&row.definition) else {
             tracing::warn!(instance = %row.id, definition = %row.definition, "the instance's definition is not pinned here");
-            let _ = self
-                .store
-                .release(work.into(), self.store.now().await? + 1000)
-                .await;
+            let later = self.store.now().await? + 1000;
+            for (w, _) in batch {
+                let _ = self.store.release(w.into(), later).await;
+            }
             return Ok(());
         };
         let mut inst: Instance = serde_json::from_slice(&row.state)
@@ -387,10 +433,19 @@ impl<S: Store> Durable<S> {
         let now = self.now().await?;
         row.updated_at = now.millis();
         let mut history = Vec::new();
-        let input = translate::input_for(work, fed, &mut history);
-        let env = self.runner.env(&wf, &row.id);
-        let stepped = translate::guarded_apply(&mut inst, &env, input, now);
-        translate::fill(&mut commit, &mut row, &inst, stepped, &mut history)?;
+        let id = row.id.clone();
+        let env = self.runner.env(&wf, &id);
+        for (work, fed) in batch {
+            // An outcome that arrives after the instance ended (a call it no longer waits
+            // for) is only marked done.
+            if inst.status.is_terminal() {
+                break;
+            }
+            let input = translate::input_for(work, fed, &mut history);
+            let stepped = translate::guarded_apply(&mut inst, &env, input, now);
+            translate::fill(&mut commit, &mut row, stepped, &mut history)?;
+        }
+        translate::keep_state(&mut row, &inst)?;
         commit.instance = row;
         commit.history = history;
         self.store.commit(commit).await?;

@@ -89,12 +89,18 @@ pub(super) fn input_for(work: &Work, fed: &Fed, history: &mut Vec<NewEvent>) -> 
     }
 }
 
+/// The interpreter's state, into the row.
+pub(super) fn keep_state(row: &mut InstanceRow, inst: &Instance) -> Result<(), StoreError> {
+    row.state = serde_json::to_vec(inst)
+        .map_err(|e| StoreError::Permanent(format!("the instance state is not storable: {e}")))?;
+    Ok(())
+}
+
 /// Puts a step's outcome into `commit` and `row`: new work, cancelled work, history, status,
-/// output or error, and the interpreter's state.
+/// output or error ([`keep_state`] stores the state itself, once per commit).
 pub(super) fn fill(
     commit: &mut Commit,
     row: &mut InstanceRow,
-    inst: &Instance,
     stepped: Stepped,
     history: &mut Vec<NewEvent>,
 ) -> Result<(), StoreError> {
@@ -192,7 +198,5 @@ pub(super) fn fill(
             }
         }
     }
-    row.state = serde_json::to_vec(inst)
-        .map_err(|e| StoreError::Permanent(format!("the instance state is not storable: {e}")))?;
     Ok(())
 }
