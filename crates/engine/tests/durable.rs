@@ -2,7 +2,7 @@
 //! restarts, terminate, idempotency keys.
 
 // Test helpers outside #[test] functions: a failure must panic with its message.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -76,21 +76,18 @@ fn request(id: &str, definition: &str) -> StartRequest {
     }
 }
 
-/// Waits (on the store's commit notifications, bounded) until `id` reaches a terminal status.
-async fn settled(store: &SqliteStore, id: &str) -> InstanceRow {
-    let wakeups = store.wakeups();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while tokio::time::Instant::now() < deadline {
-        let woken = wakeups.notified();
-        tokio::pin!(woken);
-        woken.as_mut().enable();
-        let row = store.instance(id).await.unwrap().unwrap();
-        if row.status.is_terminal() {
-            return row;
-        }
-        let _ = tokio::time::timeout(Duration::from_millis(100), woken).await;
-    }
-    panic!("instance {id} did not finish within 20 s");
+/// Waits (bounded) until `id` reaches a terminal status, through the engine's own wait.
+async fn settled(engine: &Durable<SqliteStore>, id: &str) -> InstanceRow {
+    let row = engine
+        .wait(id, Duration::from_secs(20))
+        .await
+        .unwrap()
+        .expect("the instance exists");
+    assert!(
+        row.status.is_terminal(),
+        "instance {id} did not finish within 20 s: {row:?}"
+    );
+    row
 }
 
 fn serve(engine: &Arc<Durable<SqliteStore>>) -> tokio::sync::oneshot::Sender<()> {
@@ -109,7 +106,7 @@ async fn a_fan_out_runs_its_activities_as_work_items_and_completes() {
     assert_eq!(started.revision, 1);
     assert_eq!(started.status, RuntimeStatus::Running);
     let _stop = serve(&r.engine);
-    let row = settled(r.engine.store(), "i1").await;
+    let row = settled(&r.engine, "i1").await;
     assert_eq!(row.status, RuntimeStatus::Completed, "{row:?}");
     assert_eq!(row.output, Some(json!({"sum": 21})));
     assert_eq!(r.calls.load(Ordering::SeqCst), 6);
@@ -145,7 +142,7 @@ async fn an_instance_started_before_a_restart_finishes_after_it() {
     }
     let r = rig(&path);
     let _stop = serve(&r.engine);
-    let row = settled(r.engine.store(), "survivor").await;
+    let row = settled(&r.engine, "survivor").await;
     assert_eq!(row.status, RuntimeStatus::Completed);
     assert_eq!(row.output, Some(json!({"sum": 21})));
     assert_eq!(r.calls.load(Ordering::SeqCst), 6);
@@ -162,7 +159,7 @@ async fn work_claimed_by_a_node_that_died_is_taken_over_after_its_lease() {
     assert_eq!(taken.len(), 6);
     assert!(taken.iter().all(|w| w.kind == WorkKind::Activity));
     let _stop = serve(&r.engine);
-    let row = settled(r.engine.store(), "orphan").await;
+    let row = settled(&r.engine, "orphan").await;
     assert_eq!(row.status, RuntimeStatus::Completed);
     assert_eq!(
         r.calls.load(Ordering::SeqCst),
@@ -181,7 +178,7 @@ async fn terminate_ends_a_waiting_instance() {
         .terminate("sleeper", "no longer needed")
         .await
         .unwrap();
-    let row = settled(r.engine.store(), "sleeper").await;
+    let row = settled(&r.engine, "sleeper").await;
     assert_eq!(row.status, RuntimeStatus::Terminated);
     // The hour-long timer went with it.
     assert_eq!(r.engine.store().next_due().await.unwrap(), None);

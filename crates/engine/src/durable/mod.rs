@@ -18,6 +18,60 @@
 //!   after this node's lease expired) is dropped: the new holder carries the item out.
 //! * Work is found through the store's wake-ups after each commit, with a poll of the next due
 //!   time as the fallback, never a fixed sleep loop.
+//!
+//! A program that embeds Baton registers its native functions on the [`Runner`] and runs
+//! instances durably on an SQLite file; `call: greet` runs `greet` as an activity:
+//!
+//! ```
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! use std::sync::Arc;
+//! use baton_core::{Format, NoResolver, load_str};
+//! use baton_engine::Runner;
+//! use baton_engine::durable::{Durable, DurableOptions, StartRequest};
+//! use baton_store::{RuntimeStatus, Store};
+//! use baton_store_sqlite::{Options, SqliteStore};
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! let store = Arc::new(SqliteStore::open(dir.path().join("baton.db"), Options::default()).unwrap());
+//! let runner = Runner::builder()
+//!     .function("greet", |args| async move {
+//!         Ok(serde_json::json!(format!("Hello {}", args["name"].as_str().unwrap_or("?"))))
+//!     })
+//!     .build()
+//!     .unwrap();
+//! let engine = Arc::new(Durable::new(store.clone(), Arc::new(runner), DurableOptions::default()));
+//! let wf = load_str(
+//!     "document: {dsl: '1.0.0', namespace: demo, name: hello, version: '1.0.0'}\n\
+//!      do:\n  - greet: {call: greet, with: {name: '${ .name }'}}\n",
+//!     Format::Yaml,
+//!     &NoResolver,
+//! )
+//! .unwrap();
+//! engine.pin("hello-1", Arc::new(wf));
+//! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+//! tokio::spawn(engine.clone().run(async move { let _ = stopped.await; }));
+//!
+//! // When `start` returns, the instance is committed: it survives a crash from here on.
+//! engine
+//!     .start(StartRequest {
+//!         id: "greeting-1".into(),
+//!         function: "Hello".into(),
+//!         definition: "hello-1".into(),
+//!         input: serde_json::json!({"name": "Ada"}),
+//!         idempotency: None,
+//!     })
+//!     .await
+//!     .unwrap();
+//! let row = engine
+//!     .wait("greeting-1", std::time::Duration::from_secs(10))
+//!     .await
+//!     .unwrap()
+//!     .unwrap();
+//! assert_eq!(row.status, RuntimeStatus::Completed);
+//! assert_eq!(row.output, Some(serde_json::json!("Hello Ada")));
+//! let _ = stop.send(());
+//! # });
+//! ```
 
 mod translate;
 
@@ -102,6 +156,8 @@ pub struct Durable<S: Store> {
     workflows: RwLock<HashMap<String, Arc<Workflow>>>,
     /// Outcomes waiting for their instance's feeder, by instance id (see `deliver`).
     mailboxes: Mutex<HashMap<String, Vec<(Work, Fed)>>>,
+    /// Notified after every commit of this engine that ended an instance.
+    settled: tokio::sync::Notify,
     options: DurableOptions,
 }
 
@@ -136,6 +192,7 @@ impl<S: Store> Durable<S> {
             runner,
             workflows: RwLock::new(HashMap::new()),
             mailboxes: Mutex::new(HashMap::new()),
+            settled: tokio::sync::Notify::new(),
             options,
         }
     }
@@ -206,6 +263,9 @@ impl<S: Store> Durable<S> {
         match self.store.commit(commit.clone()).await {
             Ok(done) => {
                 commit.instance.revision = done.revision;
+                if commit.instance.status.is_terminal() {
+                    self.settled.notify_waiters();
+                }
                 Ok(commit.instance)
             }
             Err(CommitError::KeyTaken(b)) => Err(StartError::Duplicate {
@@ -217,6 +277,35 @@ impl<S: Store> Durable<S> {
                 "a start finished no work, yet was fenced".to_owned(),
             ))),
             Err(CommitError::Store(e)) => Err(StartError::Store(e)),
+        }
+    }
+
+    /// The instance once it has ended, waiting at most `timeout`: its row if it ended (or has
+    /// not within the time), `None` if there is no such instance. Woken by this engine's
+    /// commits; an instance finished by another node is seen at the next check, at most every
+    /// 100 ms.
+    pub async fn wait(
+        &self,
+        id: &str,
+        timeout: Duration,
+    ) -> Result<Option<InstanceRow>, StoreError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let settled = self.settled.notified();
+            tokio::pin!(settled);
+            settled.as_mut().enable();
+            let Some(row) = self.store.instance(id).await? else {
+                return Ok(None);
+            };
+            let now = tokio::time::Instant::now();
+            if row.status.is_terminal() || now >= deadline {
+                return Ok(Some(row));
+            }
+            let next = deadline.min(now + Duration::from_millis(100));
+            tokio::select! {
+                () = &mut settled => {}
+                () = tokio::time::sleep_until(next) => {}
+            }
         }
     }
 
@@ -446,9 +535,13 @@ impl<S: Store> Durable<S> {
             translate::fill(&mut commit, &mut row, stepped, &mut history)?;
         }
         translate::keep_state(&mut row, &inst)?;
+        let ended = row.status.is_terminal();
         commit.instance = row;
         commit.history = history;
         self.store.commit(commit).await?;
+        if ended {
+            self.settled.notify_waiters();
+        }
         Ok(())
     }
 }
