@@ -211,3 +211,50 @@ async fn the_same_idempotency_key_does_not_start_a_second_instance() {
     }
     assert!(r.engine.store().instance("second").await.unwrap().is_none());
 }
+
+/// Waits for a signal, then answers with the version of the workflow that ran.
+fn versioned(version: &str) -> String {
+    format!(
+        "document: {{dsl: '1.0.0', namespace: test, name: versioned, version: '{version}'}}\n\
+         do:\n  - hold: {{listen: {{to: {{one: {{with: {{type: go}}}}}}}}}}\n  - answer: {{set: {{ran: '{version}'}}}}\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_keeps_the_definition_it_started_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = rig(&dir.path().join("baton.db"));
+    let load = |src: &str| Arc::new(load_str(src, Format::Yaml, &NoResolver).unwrap());
+    let v1 = versioned("1.0.0");
+    let h1 = r.engine.register(&v1, load(&v1)).await.unwrap();
+    assert_eq!(
+        r.engine.register(&v1, load(&v1)).await.unwrap(),
+        h1,
+        "same text, same hash"
+    );
+    r.engine.start(request("on-v1", &h1)).await.unwrap();
+    // The workflow is edited and redeployed while the first instance waits.
+    let v2 = versioned("2.0.0");
+    let h2 = r.engine.register(&v2, load(&v2)).await.unwrap();
+    assert_ne!(h1, h2);
+    r.engine.start(request("on-v2", &h2)).await.unwrap();
+    let _stop = serve(&r.engine);
+    for id in ["on-v1", "on-v2"] {
+        r.engine
+            .raise(
+                id,
+                json!({"type": "go", "specversion": "1.0", "id": id, "source": "test"}),
+            )
+            .await
+            .unwrap();
+    }
+    let first = settled(&r.engine, "on-v1").await;
+    let second = settled(&r.engine, "on-v2").await;
+    assert_eq!(first.output, Some(json!({"ran": "1.0.0"})), "{first:?}");
+    assert_eq!(second.output, Some(json!({"ran": "2.0.0"})), "{second:?}");
+    assert_eq!(first.definition, h1);
+    let stored = r.engine.store().definition(&h1).await.unwrap().unwrap();
+    assert_eq!(stored.version, "1.0.0");
+    assert_eq!(stored.name, "test/versioned");
+    assert_eq!(stored.source, v1);
+}

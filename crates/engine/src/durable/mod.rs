@@ -210,6 +210,31 @@ impl<S: Store> Durable<S> {
             .insert(hash.to_owned(), workflow);
     }
 
+    /// Stores a definition by the hash of its content and pins `workflow` under that hash;
+    /// returns the hash. `source` is everything the definition's behaviour depends on: its text
+    /// and the text of any resource it references (schemas), in a fixed order. Registering a
+    /// changed definition gives a new hash; instances pinned to the old one keep running on the
+    /// old workflow, which stays pinned.
+    pub async fn register(
+        &self,
+        source: &str,
+        workflow: Arc<Workflow>,
+    ) -> Result<String, StoreError> {
+        let digest = ring::digest::digest(&ring::digest::SHA256, source.as_bytes());
+        let hash: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        let doc = &workflow.document;
+        self.store
+            .put_definition(&baton_store::Definition {
+                hash: hash.clone(),
+                name: format!("{}/{}", doc.namespace, doc.name),
+                version: doc.version.clone(),
+                source: source.to_owned(),
+            })
+            .await?;
+        self.pin(&hash, workflow);
+        Ok(hash)
+    }
+
     fn workflow(&self, hash: &str) -> Option<Arc<Workflow>> {
         self.workflows
             .read()
