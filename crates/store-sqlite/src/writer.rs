@@ -13,7 +13,7 @@ use baton_store::{
     Commit, CommitError, Committed, Definition, Filter, Held, Lease, Millis, NewWork, StoreError,
     Work,
 };
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use tokio::sync::oneshot;
 
 use crate::{classify, now_ms, reads};
@@ -125,7 +125,9 @@ fn run(
         }
         let mut replies = Vec::with_capacity(batch.len());
         let mut wake = false;
-        let failed = match conn.transaction() {
+        // IMMEDIATE: take the write lock at the start, so another process on the file makes
+        // this wait (busy timeout) rather than fail halfway.
+        let failed = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
             Err(e) => Some(classify(e)),
             Ok(t) => {
                 let now = now_ms();
