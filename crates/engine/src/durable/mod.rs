@@ -181,6 +181,7 @@ pub mod events {
     pub const TIMER_CREATED: &str = "TimerCreated";
     pub const TIMER_FIRED: &str = "TimerFired";
     pub const EVENT_RAISED: &str = "EventRaised";
+    pub const EVENT_SENT: &str = "EventSent";
 }
 
 impl<S: Store> Durable<S> {
@@ -256,12 +257,7 @@ impl<S: Store> Durable<S> {
         let now = self.now().await?;
         let mut inst = Instance::default();
         let env = self.runner.env(&wf, &req.id);
-        let input = Input::Start {
-            input: req.input.clone(),
-            seed: random_u64(),
-        };
-        let stepped = translate::guarded_apply(&mut inst, &env, input, now);
-        let mut row = InstanceRow {
+        let mut commit = Commit::create(InstanceRow {
             id: req.id.clone(),
             function: req.function.clone(),
             definition: req.definition.clone(),
@@ -274,24 +270,28 @@ impl<S: Store> Durable<S> {
             created_at: now.millis(),
             updated_at: now.millis(),
             revision: 0,
-        };
-        let mut history = vec![NewEvent {
+        });
+        commit.history.push(NewEvent {
             kind: events::STARTED.to_owned(),
             data: json!({"function": req.function, "definition": req.definition}),
-        }];
-        let mut commit = Commit::create(row.clone());
-        translate::fill(&mut commit, &mut row, stepped, &mut history)?;
-        translate::keep_state(&mut row, &inst)?;
-        commit.instance = row;
-        commit.history = history;
+        });
         commit.idempotency = req.idempotency;
-        match self.store.commit(commit.clone()).await {
+        let input = Input::Start {
+            input: req.input,
+            seed: random_u64(),
+        };
+        let stepped = translate::guarded_apply(&mut inst, &env, input, now);
+        translate::fill(&mut commit, stepped)?;
+        translate::keep_state(&mut commit.instance, &inst)?;
+        // The caller's copy of the row; the commit takes the original.
+        let mut row = commit.instance.clone();
+        match self.store.commit(commit).await {
             Ok(done) => {
-                commit.instance.revision = done.revision;
-                if commit.instance.status.is_terminal() {
+                row.revision = done.revision;
+                if row.status.is_terminal() {
                     self.settled.notify_waiters();
                 }
-                Ok(commit.instance)
+                Ok(row)
             }
             Err(CommitError::KeyTaken(b)) => Err(StartError::Duplicate {
                 instance: b.instance,
@@ -419,10 +419,12 @@ impl<S: Store> Durable<S> {
     }
 
     /// Carries out one claimed item and feeds its outcome to its instance.
-    async fn carry_out(&self, work: Work) {
+    async fn carry_out(&self, mut work: Work) {
+        // The payload is read once, here; the rest of the item only names it.
+        let payload = std::mem::take(&mut work.payload);
         let input = match work.kind {
             WorkKind::Activity => {
-                let activity: Activity = match serde_json::from_value(work.payload.clone()) {
+                let activity: Activity = match serde_json::from_value(payload) {
                     Ok(a) => a,
                     Err(e) => {
                         tracing::error!(work = work.id, error = %e, "an unreadable activity");
@@ -433,7 +435,7 @@ impl<S: Store> Durable<S> {
                 Fed::Call(result)
             }
             WorkKind::Timer => Fed::Timer,
-            WorkKind::Message => Fed::Message(work.payload.clone()),
+            WorkKind::Message => Fed::Message(payload),
         };
         self.deliver(work, input).await;
     }
@@ -524,16 +526,17 @@ impl<S: Store> Durable<S> {
         let Some((first, _)) = batch.first() else {
             return Ok(());
         };
-        let Some(mut row) = self.store.instance(&first.instance).await? else {
+        let Some(row) = self.store.instance(&first.instance).await? else {
             // Purged while the work was out: nothing to feed.
             return Ok(());
         };
-        let mut commit = Commit::update(row.clone());
+        let mut commit = Commit::update(row);
         commit.done.extend(batch.iter().map(|(w, _)| Held::from(w)));
-        if row.status.is_terminal() {
+        if commit.instance.status.is_terminal() {
             self.store.commit(commit).await?;
             return Ok(());
         }
+        let row = &commit.instance;
         let Some(wf) = self.workflow(&row.definition) else {
             tracing::warn!(instance = %row.id, definition = %row.definition, "the instance's definition is not pinned here");
             let later = self.store.now().await? + 1000;
@@ -544,10 +547,9 @@ impl<S: Store> Durable<S> {
         };
         let mut inst: Instance = serde_json::from_slice(&row.state)
             .map_err(|e| StoreError::Permanent(format!("unreadable instance state: {e}")))?;
-        let now = self.now().await?;
-        row.updated_at = now.millis();
-        let mut history = Vec::new();
         let id = row.id.clone();
+        let now = self.now().await?;
+        commit.instance.updated_at = now.millis();
         let env = self.runner.env(&wf, &id);
         for (work, fed) in batch {
             // An outcome that arrives after the instance ended (a call it no longer waits
@@ -555,14 +557,12 @@ impl<S: Store> Durable<S> {
             if inst.status.is_terminal() {
                 break;
             }
-            let input = translate::input_for(work, fed, &mut history);
+            let input = translate::input_for(work, fed, &mut commit.history);
             let stepped = translate::guarded_apply(&mut inst, &env, input, now);
-            translate::fill(&mut commit, &mut row, stepped, &mut history)?;
+            translate::fill(&mut commit, stepped)?;
         }
-        translate::keep_state(&mut row, &inst)?;
-        let ended = row.status.is_terminal();
-        commit.instance = row;
-        commit.history = history;
+        translate::keep_state(&mut commit.instance, &inst)?;
+        let ended = commit.instance.status.is_terminal();
         self.store.commit(commit).await?;
         if ended {
             self.settled.notify_waiters();

@@ -96,14 +96,16 @@ pub(super) fn keep_state(row: &mut InstanceRow, inst: &Instance) -> Result<(), S
     Ok(())
 }
 
-/// Puts a step's outcome into `commit` and `row`: new work, cancelled work, history, status,
-/// output or error ([`keep_state`] stores the state itself, once per commit).
-pub(super) fn fill(
-    commit: &mut Commit,
-    row: &mut InstanceRow,
-    stepped: Stepped,
-    history: &mut Vec<NewEvent>,
-) -> Result<(), StoreError> {
+/// Puts a step's outcome into `commit`: new work, cancelled work, history, and the instance's
+/// status, output or error ([`keep_state`] stores the state itself, once per commit).
+pub(super) fn fill(commit: &mut Commit, stepped: Stepped) -> Result<(), StoreError> {
+    let Commit {
+        instance: row,
+        history,
+        enqueue,
+        cancel,
+        ..
+    } = commit;
     let now = row.updated_at;
     let (effects, trace) = match stepped {
         Ok(x) => x,
@@ -144,7 +146,7 @@ pub(super) fn fill(
                     idempotency_key,
                 })
                 .map_err(|e| StoreError::Permanent(format!("an activity is not storable: {e}")))?;
-                commit.enqueue.push(NewWork {
+                enqueue.push(NewWork {
                     instance: row.id.clone(),
                     kind: WorkKind::Activity,
                     token: token.0,
@@ -152,13 +154,13 @@ pub(super) fn fill(
                     payload,
                 });
             }
-            Effect::CancelCall { token } => commit.cancel.push((WorkKind::Activity, token.0)),
+            Effect::CancelCall { token } => cancel.push((WorkKind::Activity, token.0)),
             Effect::StartTimer { token, due } => {
                 history.push(NewEvent {
                     kind: events::TIMER_CREATED.to_owned(),
                     data: json!({"token": token.0, "due": due.millis()}),
                 });
-                commit.enqueue.push(NewWork {
+                enqueue.push(NewWork {
                     instance: row.id.clone(),
                     kind: WorkKind::Timer,
                     token: token.0,
@@ -166,9 +168,9 @@ pub(super) fn fill(
                     payload: Value::Null,
                 });
             }
-            Effect::CancelTimer { token } => commit.cancel.push((WorkKind::Timer, token.0)),
+            Effect::CancelTimer { token } => cancel.push((WorkKind::Timer, token.0)),
             Effect::Emit { event } => history.push(NewEvent {
-                kind: "EventSent".to_owned(),
+                kind: events::EVENT_SENT.to_owned(),
                 data: event,
             }),
             Effect::Subscribe { .. } | Effect::Unsubscribe { .. } => {}
