@@ -1,7 +1,10 @@
 //! Baton's HTTP API: a thin axum layer over the host.
 //!
 //! * `POST /{prefix}/{route}` runs the function bound to the route ([`triggers`]);
-//! * `GET /{prefix}/instances/{id}` and `GET /{prefix}/GetResult?id=` report on instances;
+//! * `GET /{prefix}/instances/{id}` and `GET /{prefix}/GetResult?id=` report on instances
+//!   ([`instances`]); listing, history, terminate, suspend, resume, raiseEvent, rewind and
+//!   purge manage durable ones ([`durable`]); the same routes are mounted under
+//!   `/runtime/webhooks/durabletask` for Durable Functions clients;
 //! * `GET /healthz`, `GET /readyz`;
 //! * `GET /metrics`: Prometheus metrics, every request counted and timed by route ([`metrics`]);
 //! * `GET /openapi.json`: the OpenAPI 3.1 document of these routes, generated from the app
@@ -10,6 +13,7 @@
 //! Every error is an RFC 9457 problem document ([`Problem`]).
 
 mod body;
+mod durable;
 mod health;
 mod instances;
 mod metrics;
@@ -25,7 +29,7 @@ use axum::Router;
 use axum::http::{StatusCode, Uri};
 use axum::middleware;
 use axum::response::IntoResponse;
-use axum::routing::{any, get};
+use axum::routing::{any, get, post};
 
 /// The whole API. Installs the process's metrics recorder on first use.
 pub fn router(state: ApiState) -> Router {
@@ -36,7 +40,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::serve))
         .route("/openapi.json", openapi::route(&state.app, &prefix))
-        .route(&format!("/{prefix}/instances/{{id}}"), get(instances::get))
+        .merge(instance_routes(&format!("/{prefix}")))
+        .merge(instance_routes("/runtime/webhooks/durabletask"))
         .route(&format!("/{prefix}/GetResult"), get(instances::get_result))
         .route(&format!("/{prefix}/{{route}}"), any(triggers::invoke))
         .fallback(not_found)
@@ -47,6 +52,31 @@ pub fn router(state: ApiState) -> Router {
             metrics::track,
         ))
         .with_state(state)
+}
+
+/// The instance routes under `base`.
+fn instance_routes(base: &str) -> Router<ApiState> {
+    Router::new()
+        .route(
+            &format!("{base}/instances"),
+            get(durable::list).delete(durable::purge_where),
+        )
+        .route(
+            &format!("{base}/instances/{{id}}"),
+            get(instances::get).delete(durable::purge),
+        )
+        .route(
+            &format!("{base}/instances/{{id}}/history"),
+            get(durable::history),
+        )
+        .route(
+            &format!("{base}/instances/{{id}}/raiseEvent/{{name}}"),
+            post(durable::raise),
+        )
+        .route(
+            &format!("{base}/instances/{{id}}/{{action}}"),
+            post(durable::act),
+        )
 }
 
 async fn not_found(uri: Uri) -> impl IntoResponse {

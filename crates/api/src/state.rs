@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::http::{HeaderMap, StatusCode};
-use baton_host::{App, AuthLevel, Caller, Express, Keys};
+use baton_host::{App, AuthLevel, Caller, Express, Instances, Keys};
 
 use crate::problem::Problem;
 
@@ -12,6 +12,8 @@ use crate::problem::Problem;
 pub struct ApiState {
     pub app: Arc<App>,
     pub express: Express,
+    /// Durable functions' instances; `None` when the host has no store (no durable function).
+    pub durable: Option<Arc<Instances>>,
     pub keys: Arc<Keys>,
     /// No keys and a loopback listener: every route is open (local development).
     pub dev_mode: bool,

@@ -5,7 +5,7 @@ use axum::extract::{Path, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use baton_host::{Function, Mode};
+use baton_host::{BeginError, Begun, Function, Mode};
 use serde_json::{Map, Value, json};
 
 use crate::instances;
@@ -51,6 +51,9 @@ async fn run(s: &ApiState, route: &str, parts: &Parts, body: Body) -> Result<Res
         crate::body::read_json(headers, body, limits.max_body_bytes, limits.max_json_depth).await?
     };
     check_schema(f, &input)?;
+    if f.is_durable() {
+        return durable(s, f, parts, input).await;
+    }
     // A sync trigger answers with the result of an instance that finishes at once, so that
     // instance need not be kept for `GET /api/instances/{id}`.
     let begin = match f.mode {
@@ -74,6 +77,99 @@ async fn run(s: &ApiState, route: &str, parts: &Parts, body: Body) -> Result<Res
             "10",
             check_status_body(headers, prefix, &started.id),
         ),
+    })
+}
+
+/// Starts a durable instance: answered only once it is committed.
+async fn durable(
+    s: &ApiState,
+    f: &Function,
+    parts: &Parts,
+    input: Value,
+) -> Result<Response, Problem> {
+    let path = parts.uri.path();
+    let inst = s.durable.as_ref().ok_or_else(|| {
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("`{}` is durable but this host has no store", f.name),
+        )
+    })?;
+    let key = idempotency_key(&parts.headers)?;
+    let begun = inst.begin(f, input, key).await.map_err(|e| match e {
+        BeginError::KeyReused { ref instance } => Problem::new(StatusCode::CONFLICT, e.to_string())
+            .with("instanceId", Value::String(instance.clone())),
+        BeginError::Store(e) => crate::durable::store_problem(&e, path),
+    })?;
+    let mut row = begun.row().clone();
+    if f.mode == Mode::Sync && !row.status.is_terminal() {
+        match inst.wait(&row.id, f.wait.to_std()).await {
+            Ok(Some(r)) => row = r,
+            Ok(None) => {}
+            Err(e) => return Err(crate::durable::store_problem(&e, path)),
+        }
+    }
+    if f.mode == Mode::Sync && row.status.is_terminal() {
+        return Ok(instances::finished_row(
+            &row,
+            &format!("/{}/instances/{}", s.prefix(), row.id),
+        ));
+    }
+    let prefix = s.prefix();
+    let mut r = instances::accepted(
+        prefix,
+        &row.id,
+        "10",
+        durable_status_body(&parts.headers, prefix, &row.id),
+    );
+    if matches!(begun, Begun::Replayed(_)) {
+        r.headers_mut().insert(
+            "idempotent-replayed",
+            axum::http::HeaderValue::from_static("true"),
+        );
+    }
+    Ok(r)
+}
+
+/// The longest `Idempotency-Key` accepted.
+const MAX_KEY_LEN: usize = 200;
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, Problem> {
+    let Some(v) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let bad = |detail: String| {
+        Problem::new(StatusCode::BAD_REQUEST, detail)
+            .with("header", Value::String("Idempotency-Key".to_owned()))
+    };
+    let k = v
+        .to_str()
+        .map_err(|_| bad("Idempotency-Key must be visible ASCII text".to_owned()))?
+        .trim();
+    if k.is_empty() || k.len() > MAX_KEY_LEN {
+        return Err(bad(format!(
+            "Idempotency-Key must be 1 to {MAX_KEY_LEN} characters long"
+        )));
+    }
+    Ok(Some(k))
+}
+
+/// The Durable Functions check-status body of a durable instance: where to poll and how to
+/// manage it.
+fn durable_status_body(headers: &HeaderMap, prefix: &str, id: &str) -> Value {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    let base = format!("http://{host}/{prefix}/instances/{id}");
+    json!({
+        "id": id,
+        "statusQueryGetUri": base,
+        "sendEventPostUri": format!("{base}/raiseEvent/{{eventName}}"),
+        "terminatePostUri": format!("{base}/terminate?reason={{text}}"),
+        "suspendPostUri": format!("{base}/suspend?reason={{text}}"),
+        "resumePostUri": format!("{base}/resume?reason={{text}}"),
+        "rewindPostUri": format!("{base}/rewind?reason={{text}}"),
+        "purgeHistoryDeleteUri": base,
     })
 }
 

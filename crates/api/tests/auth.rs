@@ -28,7 +28,7 @@ async fn every_route_checks_its_key() {
     let mine = keys.create(Some("Mine"), "default", "t").expect("key");
     let other = keys.create(Some("Other"), "default", "t").expect("key");
     let admin_fn = keys.create(Some("Admin"), "default", "t").expect("key");
-    let s = state(app, keys);
+    let s = state(app, keys).await;
 
     // (route, no key, wrong key, other function's key, own key, host key)
     let own = |route: &str| match route {
@@ -106,7 +106,7 @@ async fn status_routes_open_to_the_starting_functions_keys_and_host_keys() {
     let host = keys.create(None, "master", "t").expect("key");
     let slow = keys.create(Some("Slow"), "default", "t").expect("key");
     let other = keys.create(Some("Other"), "default", "t").expect("key");
-    let s = state(app, keys);
+    let s = state(app, keys).await;
     let a = send(
         &s,
         Request::post("/api/Slow")
@@ -163,14 +163,14 @@ async fn status_routes_open_to_the_starting_functions_keys_and_host_keys() {
 async fn every_sample_route_checks_its_key_over_http() {
     let app = baton_host::App::sample().expect("sample");
     let names: Vec<String> = app.functions.iter().map(|f| f.name.clone()).collect();
-    assert_eq!(names.len(), 10);
+    assert_eq!(names.len(), 11);
     let mut keys = Keys::default();
     let host = keys.create(None, "master", "t").expect("key");
     let own: Vec<String> = names
         .iter()
         .map(|n| keys.create(Some(n), "default", "t").expect("key"))
         .collect();
-    let s = live(&state(app, keys)).await;
+    let s = live(&state(app, keys).await).await;
     let body = r#"{"Name": {"First": "Ada", "Last": "Lovelace"}, "Address": {"Line1": "1", "City": "L", "State": "LN", "Zip": "10001"}}"#;
     for (i, name) in names.iter().enumerate() {
         let foreign = &own[(i + 1) % own.len()];

@@ -23,7 +23,7 @@ async fn sync_requests_past_their_wait_get_202_and_poll_to_200() {
         "[functions.Slow]\nworkflow = \"slow\"\nwait = \"100ms\"\n",
         &[("slow.yaml", SLOW)],
     );
-    let s = state(app, Keys::default());
+    let s = state(app, Keys::default()).await;
     let a = send(&s, post("/api/Slow", r#"{"n": 1}"#)).await;
     assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.text);
     let location = a.headers["location"].to_str().unwrap().to_owned();
@@ -70,7 +70,7 @@ async fn faults_map_to_problem_documents_everywhere() {
         "[functions.Fail]\nworkflow = \"fail\"\n",
         &[("fail.yaml", FAIL)],
     );
-    let s = state(app, Keys::default());
+    let s = state(app, Keys::default()).await;
     let a = send(&s, post("/api/Fail", "{}")).await;
     assert_eq!(a.status.as_u16(), 418);
     assert!(is_problem(&a));
@@ -85,10 +85,10 @@ async fn a_full_host_answers_503_with_retry_after() {
     let dir = tempfile::tempdir().expect("tempdir");
     let app = app_dir(
         dir.path(),
-        "[limits]\nmax_in_flight = 1\n[functions.Slow]\nworkflow = \"slow\"\nmode = \"async\"\n",
+        "[limits]\nmax_in_flight = 1\n[functions.Slow]\nworkflow = \"slow\"\nmode = \"async\"\ndurability = \"express\"\n",
         &[("slow.yaml", SLOW)],
     );
-    let s = state(app, Keys::default());
+    let s = state(app, Keys::default()).await;
     assert_eq!(
         send(&s, post("/api/Slow", "{}")).await.status,
         StatusCode::ACCEPTED
@@ -144,7 +144,7 @@ async fn host_timeouts_stop_runaway_instances() {
         "[limits]\nworkflow_timeout = \"500ms\"\n[functions.Slow]\nworkflow = \"slow\"\n",
         &[("slow.yaml", SLOW)],
     );
-    let s = state(app, Keys::default());
+    let s = state(app, Keys::default()).await;
     let a = send(&s, post("/api/Slow", "{}")).await;
     assert_eq!(a.status, StatusCode::REQUEST_TIMEOUT, "{}", a.text);
     assert_eq!(
@@ -156,7 +156,7 @@ async fn host_timeouts_stop_runaway_instances() {
 /// The point of fan-out, in virtual time: chained waits add up, fanned-out ones overlap.
 #[tokio::test(start_paused = true)]
 async fn delayed_variants_show_the_point_of_fan_out() {
-    let s = state(App::sample().unwrap(), Keys::default());
+    let s = state(App::sample().unwrap(), Keys::default()).await;
     let body = r#"{"Name": {"First": "Ada", "Last": "Byron"}, "Address": {"Line1": "1", "City": "L", "State": "LN", "Zip": "10001"}}"#;
     for (route, secs) in [("ValidateDelayed", 7.5), ("ValidateParallelDelayed", 1.5)] {
         let started = tokio::time::Instant::now();
@@ -178,7 +178,7 @@ async fn get_triggers_take_their_input_from_the_decoded_query() {
             "document: {dsl: '1.0.0', namespace: t, name: echo, version: '1.0.0'}\ndo:\n  - e: {set: '${ . }'}\n",
         )],
     );
-    let s = state(app, Keys::default());
+    let s = state(app, Keys::default()).await;
     let a = send(
         &s,
         get("/api/Lookup?name=Zo%C3%AB+Li&city=S%C3%A3o%20Paulo&code=secret"),
@@ -203,7 +203,7 @@ async fn a_sync_caller_gets_its_result_even_if_it_is_evicted_at_once() {
             "document: {dsl: '1.0.0', namespace: t, name: echo, version: '1.0.0'}\ndo:\n  - e: {set: '${ {got: .} }'}\n",
         )],
     );
-    let s = state(app, Keys::default());
+    let s = state(app, Keys::default()).await;
     let a = send(&s, post("/api/Echo", r#"{"n": 1}"#)).await;
     assert_eq!(
         (a.status, a.body),
@@ -220,10 +220,10 @@ async fn an_instance_finished_before_the_answer_is_retrievable() {
     let dir = tempfile::tempdir().expect("tempdir");
     let app = app_dir(
         dir.path(),
-        "[functions.Pure]\nworkflow = \"pure\"\nmode = \"async\"\n",
+        "[functions.Pure]\nworkflow = \"pure\"\nmode = \"async\"\ndurability = \"express\"\n",
         &[("pure.yaml", PURE)],
     );
-    let s = state(app, Keys::default());
+    let s = state(app, Keys::default()).await;
     let a = send(&s, post("/api/Pure", r#"{"n": 1}"#)).await;
     assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.text);
     let location = a.headers["location"].to_str().unwrap().to_owned();

@@ -80,7 +80,7 @@ fn is_instance_id(v: &str) -> bool {
 
 #[tokio::test]
 async fn requests_are_counted_by_function_or_route_template() {
-    let s = state(App::sample().expect("sample"), Keys::default());
+    let s = state(App::sample().expect("sample"), Keys::default()).await;
     for _ in 0..2 {
         let a = send(&s, post("/api/Validate", ADA)).await;
         assert_eq!(a.status, StatusCode::OK, "{}", a.text);
@@ -129,7 +129,7 @@ async fn a_faulting_function_counts_as_a_failed_instance() {
         "[functions.OpsFail]\nworkflow = \"ops-fail\"\n",
         &[("fail.yaml", FAIL)],
     );
-    let s = state(app, Keys::default());
+    let s = state(app, Keys::default()).await;
     let labels = [("function", "OpsFail"), ("workflow", "ops-fail")];
     let before = value(&scrape(&s).await, "baton_instances_failed_total", &labels);
     let a = send(&s, post("/api/OpsFail", "{}")).await;
@@ -152,7 +152,7 @@ async fn metrics_and_openapi_need_no_key() {
     );
     let mut keys = Keys::default();
     keys.create(None, "master", "t").expect("key");
-    let s = state(app, keys);
+    let s = state(app, keys).await;
     assert_eq!(send(&s, get("/metrics")).await.status, StatusCode::OK);
     assert_eq!(send(&s, get("/openapi.json")).await.status, StatusCode::OK);
     assert_eq!(
@@ -172,7 +172,7 @@ async fn openapi(s: &baton_api::ApiState) -> Value {
 async fn the_openapi_document_lists_every_function_of_the_sample() {
     let app = App::sample().expect("sample");
     let functions: Vec<String> = app.functions.iter().map(|f| f.route.clone()).collect();
-    let doc = openapi(&state(app, Keys::default())).await;
+    let doc = openapi(&state(app, Keys::default()).await).await;
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "{doc}");
     assert_eq!(doc["info"]["title"], "Baton");
     assert_eq!(doc["info"]["version"], env!("CARGO_PKG_VERSION"));
@@ -182,7 +182,7 @@ async fn the_openapi_document_lists_every_function_of_the_sample() {
             .unwrap()
             .contains("the embedded sample app")
     );
-    assert_eq!(functions.len(), 10);
+    assert_eq!(functions.len(), 11);
     for route in &functions {
         let op = &doc["paths"][format!("/api/{route}")]["post"];
         assert!(op.is_object(), "/api/{route}");
@@ -210,7 +210,7 @@ async fn the_openapi_document_lists_every_function_of_the_sample() {
 
 #[tokio::test]
 async fn problem_answers_share_the_problem_schema() {
-    let doc = openapi(&state(App::sample().expect("sample"), Keys::default())).await;
+    let doc = openapi(&state(App::sample().expect("sample"), Keys::default()).await).await;
     let problem = &doc["components"]["schemas"]["Problem"];
     for member in ["type", "title", "status", "detail", "instance"] {
         assert!(problem["properties"][member].is_object(), "{member}");
@@ -235,7 +235,7 @@ async fn openapi_security_follows_each_functions_auth_level() {
          [functions.Mine]\nworkflow = \"echo\"\nauth = \"function\"\n",
         &[("echo.yaml", ECHO)],
     );
-    let doc = openapi(&state(app, Keys::default())).await;
+    let doc = openapi(&state(app, Keys::default()).await).await;
     let schemes = &doc["components"]["securitySchemes"];
     assert_eq!(
         (

@@ -51,10 +51,10 @@ async fn a_panic_inside_a_step_faults_the_instance_with_a_500() {
     let dir = tempfile::tempdir().expect("tempdir");
     let app = app_dir(
         dir.path(),
-        "[functions.Boom]\nworkflow = \"boom\"\n[functions.BoomAsync]\nworkflow = \"boom\"\nmode = \"async\"\n[functions.LateBoom]\nworkflow = \"lateboom\"\n",
+        "[functions.Boom]\nworkflow = \"boom\"\n[functions.BoomAsync]\nworkflow = \"boom\"\nmode = \"async\"\ndurability = \"express\"\n[functions.LateBoom]\nworkflow = \"lateboom\"\n",
         &[("boom.yaml", BOOM), ("lateboom.yaml", LATE_BOOM)],
     );
-    let s = state(app, Keys::default());
+    let s = state(app, Keys::default()).await;
     let _panics = tracing::subscriber::set_default(PanicsAtBoom);
     // In the first step, on the caller's thread; and in the spawned rest of a run that waited.
     for route in ["Boom", "LateBoom"] {

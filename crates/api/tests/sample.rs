@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use support::*;
 
 async fn sample() -> Live {
-    live(&state(App::sample().expect("sample"), Keys::default())).await
+    live(&state(App::sample().expect("sample"), Keys::default()).await).await
 }
 
 fn expected(failed: &[u32]) -> Value {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use baton_api::ApiState;
 use baton_core::expr::Budget;
 use baton_engine::Runner;
-use baton_host::{App, Express, Keys, Settings};
+use baton_host::{App, Express, Instances, Keys, Settings};
 
 /// Flags of `baton serve`; they win over `baton.toml` and `BATON_*` variables.
 #[derive(Debug, clap::Args)]
@@ -19,6 +19,10 @@ pub struct ServeArgs {
     /// Address to listen on (default 127.0.0.1:7071, or `host.listen` of baton.toml).
     #[arg(long)]
     pub listen: Option<String>,
+    /// Where durable instances are kept: `sqlite://PATH` or a path (default `.baton/baton.db`,
+    /// or `store.path` of baton.toml).
+    #[arg(long)]
+    pub store: Option<String>,
     /// The key file written by `baton keys`.
     #[arg(long, env = "BATON_KEYS", default_value = ".baton/keys.json")]
     pub keys: PathBuf,
@@ -42,6 +46,11 @@ fn prepare(args: &ServeArgs) -> Result<Prepared, String> {
         .map_err(|e| e.to_string())?;
     if let Some(listen) = &args.listen {
         app.config.host.listen = listen.clone();
+    }
+    if let Some(store) = &args.store {
+        app.config
+            .set_store(store)
+            .map_err(|e| format!("--store: {e}"))?;
     }
     let addr: SocketAddr = app.config.host.listen.parse().map_err(|_| {
         format!(
@@ -101,20 +110,40 @@ async fn run(p: Prepared) -> Result<(), String> {
         })
         .build()
         .map_err(|e| e.to_string())?;
+    let durable = if p.app.functions.iter().any(|f| f.is_durable()) {
+        let inst = Instances::open(&p.app, Arc::new(runner.clone()))
+            .await
+            .map_err(|e| format!("cannot open the store `{}`: {e}", config.store.path))?;
+        Some(Arc::new(inst))
+    } else {
+        None
+    };
     let express = Express::new(runner, Settings::from_config(config));
     let listener = tokio::net::TcpListener::bind(p.addr)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", p.addr))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    announce(&p.app, addr, p.dev_mode, &p.keys);
+    announce(&p.app, addr, p.dev_mode, &p.keys, durable.as_deref());
     let grace = config.host.shutdown_grace.0.to_std();
     let state = ApiState {
         app: p.app.clone(),
         express,
+        durable: durable.clone(),
         keys: p.keys.clone(),
         dev_mode: p.dev_mode,
     };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // Durable work stops being claimed at the shutdown signal; what is in flight is left to its
+    // lease and taken over after the restart.
+    let dispatcher = durable.map(|inst| {
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            inst.run(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await;
+        })
+    });
     let server =
         axum::serve(listener, baton_api::router(state)).with_graceful_shutdown(async move {
             shutdown_signal().await;
@@ -130,11 +159,14 @@ async fn run(p: Prepared) -> Result<(), String> {
             tracing::warn!("in-flight requests did not finish within {}; exiting", config.host.shutdown_grace);
         }
     }
+    if let Some(d) = dispatcher {
+        d.abort();
+    }
     eprintln!("Baton stopped.");
     Ok(())
 }
 
-fn announce(app: &App, addr: SocketAddr, dev_mode: bool, keys: &Keys) {
+fn announce(app: &App, addr: SocketAddr, dev_mode: bool, keys: &Keys, durable: Option<&Instances>) {
     let prefix = app.config.host.route_prefix.trim_matches('/');
     eprintln!(
         "Baton {} serving {} on http://{addr}",
@@ -152,14 +184,18 @@ fn announce(app: &App, addr: SocketAddr, dev_mode: bool, keys: &Keys) {
             keys.functions.values().filter(|v| !v.is_empty()).count()
         );
     }
+    if let Some(d) = durable {
+        eprintln!("Durable instances are kept in {}.", d.describe());
+    }
     eprintln!("\nFunctions:\n");
     for f in &app.functions {
         eprintln!(
-            "\t{}: [{}] http://{addr}/{prefix}/{}  ({})",
+            "\t{}: [{}] http://{addr}/{prefix}/{}  ({}{})",
             f.name,
             f.methods.join(","),
             f.route,
-            f.auth.as_str()
+            f.auth.as_str(),
+            if f.is_durable() { ", durable" } else { "" }
         );
     }
     eprintln!();

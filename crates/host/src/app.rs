@@ -1,6 +1,7 @@
 //! An app: `baton.toml`, `workflows/*.yaml|json` and `schemas/*.json`, from a folder or from
 //! the copy of the sample app embedded in the binary.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -9,7 +10,7 @@ use baton_core::{Format, LoadError, Resolver, Workflow, load_str};
 use include_dir::{Dir, include_dir};
 use serde_json::Value;
 
-use crate::config::{AuthLevel, Config, ConfigError, Mode};
+use crate::config::{AuthLevel, Config, ConfigError, Durability, Mode};
 
 static SAMPLE: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/../../examples/person-validation");
 
@@ -89,6 +90,8 @@ impl Source for Embedded {
 struct SourceResolver<'a> {
     source: &'a dyn Source,
     base: String,
+    /// Every resource read, in order: part of what the workflow's behaviour depends on.
+    read: RefCell<Vec<(String, String)>>,
 }
 
 impl Resolver for SourceResolver<'_> {
@@ -108,6 +111,7 @@ impl Resolver for SourceResolver<'_> {
             .source
             .read(&rel)
             .ok_or_else(|| format!("`{uri}` not found ({})", self.source.describe(&rel)))?;
+        self.read.borrow_mut().push((rel.clone(), text.clone()));
         baton_core::load::parse_text(&text, Format::from_path(&rel)).map_err(|e| e.to_string())
     }
 }
@@ -137,8 +141,16 @@ pub struct Function {
     pub methods: Vec<String>,
     pub auth: AuthLevel,
     pub mode: Mode,
+    pub durability: Durability,
     pub wait: baton_core::Duration,
     pub workflow: Arc<Workflow>,
+}
+
+impl Function {
+    /// True when its instances are kept in the store.
+    pub fn is_durable(&self) -> bool {
+        self.durability == Durability::Durable
+    }
 }
 
 /// A loaded app.
@@ -149,6 +161,10 @@ pub struct App {
     pub origin: String,
     /// Workflows by `document.name`.
     pub workflows: HashMap<String, Arc<Workflow>>,
+    /// What each workflow (by `document.name`) was loaded from: its file's text followed by
+    /// every schema it references, each preceded by its path. Durable instances are pinned to
+    /// a hash of it.
+    pub sources: HashMap<String, String>,
     /// Functions in name order.
     pub functions: Vec<Function>,
 }
@@ -181,6 +197,7 @@ impl App {
         let config_text = source.read("baton.toml").unwrap_or_default();
         let config = Config::parse(&config_text, &source.describe("baton.toml"))?;
         let mut workflows = HashMap::new();
+        let mut sources = HashMap::new();
         for rel in source.list("workflows") {
             if !matches!(rel.rsplit('.').next(), Some("yaml" | "yml" | "json")) {
                 continue;
@@ -192,10 +209,16 @@ impl App {
             let resolver = SourceResolver {
                 source,
                 base: "workflows".to_owned(),
+                read: RefCell::new(Vec::new()),
             };
             let wf = load_str(&text, Format::from_path(&rel), &resolver)
                 .map_err(|e| e.in_file(source.describe(&rel)))?;
             let name = wf.document.name.clone();
+            let mut full = text.clone();
+            for (path, schema) in resolver.read.into_inner() {
+                full.push_str(&format!("\n{path}\n{schema}"));
+            }
+            sources.insert(name.clone(), full);
             if workflows.insert(name.clone(), Arc::new(wf)).is_some() {
                 return Err(AppError::Binding {
                     file: source.describe(&rel),
@@ -233,6 +256,7 @@ impl App {
                 methods: f.methods.iter().map(|m| m.to_ascii_uppercase()).collect(),
                 auth: f.auth,
                 mode: f.mode,
+                durability: f.durability(),
                 wait: f.wait.0,
                 workflow,
             });
@@ -241,6 +265,7 @@ impl App {
             config,
             origin,
             workflows,
+            sources,
             functions,
         })
     }

@@ -26,6 +26,8 @@ pub struct Config {
     pub host: HostConfig,
     pub limits: Limits,
     pub express: ExpressConfig,
+    pub store: StoreConfig,
+    pub durable: DurableConfig,
     /// Functions by name: each binds a trigger to a workflow.
     pub functions: BTreeMap<String, FunctionConfig>,
 }
@@ -123,6 +125,67 @@ impl AuthLevel {
     }
 }
 
+/// `[store]`: where durable instances are kept.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// The SQLite file, relative to the working directory; its folder is created if missing.
+    pub path: String,
+    /// `full` (every commit survives a power cut) or `normal` (a commit may be lost in a power
+    /// cut, never in a crash of the process).
+    pub synchronous: SyncMode,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            path: ".baton/baton.db".to_owned(),
+            synchronous: SyncMode::Full,
+        }
+    }
+}
+
+/// SQLite's `synchronous` setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncMode {
+    #[default]
+    Full,
+    Normal,
+}
+
+/// `[durable]`: how durable instances are run.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DurableConfig {
+    /// How long a node holds claimed work before another may take it over.
+    pub lease: ConfigDuration,
+    /// Work items carried out at once by this node.
+    pub concurrency: usize,
+    /// How long an `Idempotency-Key` is remembered.
+    pub idempotency_window: ConfigDuration,
+}
+
+impl Default for DurableConfig {
+    fn default() -> Self {
+        Self {
+            lease: ConfigDuration(Duration::from_secs(30)),
+            concurrency: 256,
+            idempotency_window: ConfigDuration(Duration::from_secs(24 * 3600)),
+        }
+    }
+}
+
+/// Whether a function's instances survive a crash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// In memory: fast, lost on a crash or restart.
+    Express,
+    /// Every step committed to the store before it is acted on.
+    Durable,
+}
+
 /// Whether the caller waits for the output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -149,6 +212,9 @@ pub struct FunctionConfig {
     pub auth: AuthLevel,
     #[serde(default)]
     pub mode: Mode,
+    /// `express` or `durable`; durable by default for `mode = "async"`, express for `sync`.
+    #[serde(default)]
+    pub durability: Option<Durability>,
     /// How long a sync caller waits before getting a 202.
     #[serde(default = "default_wait")]
     pub wait: ConfigDuration,
@@ -225,6 +291,15 @@ impl Config {
         if self.limits.max_in_flight == 0 {
             return Err(fail("limits.max_in_flight must be at least 1".to_owned()));
         }
+        if self.durable.concurrency == 0 {
+            return Err(fail("durable.concurrency must be at least 1".to_owned()));
+        }
+        if self.durable.lease.0.as_millis() < 1000 {
+            return Err(fail("durable.lease must be at least 1s".to_owned()));
+        }
+        if self.store.path.trim().is_empty() {
+            return Err(fail("store.path must name a file".to_owned()));
+        }
         if self.limits.max_json_depth == 0 {
             return Err(fail("limits.max_json_depth must be at least 1".to_owned()));
         }
@@ -250,7 +325,8 @@ impl Config {
     }
 
     /// Applies `BATON_*` environment variables (`BATON_LISTEN`, `BATON_MAX_BODY_BYTES`,
-    /// `BATON_MAX_IN_FLIGHT`, `BATON_MAX_JSON_DEPTH`, `BATON_WORKFLOW_TIMEOUT`).
+    /// `BATON_MAX_IN_FLIGHT`, `BATON_MAX_JSON_DEPTH`, `BATON_WORKFLOW_TIMEOUT`, `BATON_STORE`,
+    /// `BATON_STORE_SYNCHRONOUS`).
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
         let fail = |var: &str, message: String| ConfigError {
             file: format!("${var}"),
@@ -277,11 +353,56 @@ impl Config {
         if let Some(n) = number("BATON_MAX_JSON_DEPTH")? {
             self.limits.max_json_depth = n;
         }
+        if let Some(v) = get("BATON_STORE") {
+            self.set_store(&v).map_err(|e| fail("BATON_STORE", e))?;
+        }
+        if let Some(v) = get("BATON_STORE_SYNCHRONOUS") {
+            self.store.synchronous = match v.to_ascii_lowercase().as_str() {
+                "full" => SyncMode::Full,
+                "normal" => SyncMode::Normal,
+                _ => {
+                    return Err(fail(
+                        "BATON_STORE_SYNCHRONOUS",
+                        format!("`{v}` is neither `full` nor `normal`"),
+                    ));
+                }
+            };
+        }
         if let Some(v) = get("BATON_WORKFLOW_TIMEOUT") {
             self.limits.workflow_timeout =
                 ConfigDuration::parse(&v).map_err(|e| fail("BATON_WORKFLOW_TIMEOUT", e))?;
         }
         Ok(())
+    }
+}
+
+impl Config {
+    /// Points the store at `sqlite://PATH` (or a bare path).
+    pub fn set_store(&mut self, url: &str) -> Result<(), String> {
+        let path = match url.split_once("://") {
+            None => url,
+            Some(("sqlite", path)) => path,
+            Some((scheme, _)) => {
+                return Err(format!(
+                    "`{url}`: the `{scheme}` store is not available; use sqlite://PATH"
+                ));
+            }
+        };
+        if path.trim().is_empty() {
+            return Err(format!("`{url}` names no file"));
+        }
+        self.store.path = path.to_owned();
+        Ok(())
+    }
+}
+
+impl FunctionConfig {
+    /// The durability in effect: as written, else durable for async functions.
+    pub fn durability(&self) -> Durability {
+        self.durability.unwrap_or(match self.mode {
+            Mode::Async => Durability::Durable,
+            Mode::Sync => Durability::Express,
+        })
     }
 }
 
@@ -349,6 +470,50 @@ mod tests {
             e.message.contains("nobody") && e.message.contains("anonymous"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn async_functions_are_durable_unless_told_otherwise() {
+        let c = Config::parse(
+            "[functions.A]\nworkflow = \"w\"\nmode = \"async\"\n\
+             [functions.B]\nworkflow = \"w\"\nmode = \"async\"\ndurability = \"express\"\n\
+             [functions.C]\nworkflow = \"w\"\n\
+             [functions.D]\nworkflow = \"w\"\ndurability = \"durable\"\n\
+             [store]\npath = \"x.db\"\nsynchronous = \"normal\"\n",
+            "baton.toml",
+        )
+        .expect("parses");
+        let d = |n: &str| c.functions[n].durability();
+        assert_eq!(
+            [d("A"), d("B"), d("C"), d("D")],
+            [
+                Durability::Durable,
+                Durability::Express,
+                Durability::Express,
+                Durability::Durable
+            ]
+        );
+        assert_eq!(
+            (c.store.path.as_str(), c.store.synchronous),
+            ("x.db", SyncMode::Normal)
+        );
+        let e = Config::parse("[store]\nsynchronous = \"off\"\n", "baton.toml").expect_err("bad");
+        assert!(e.message.contains("off"), "{e}");
+    }
+
+    #[test]
+    fn the_store_is_named_by_url_or_path() {
+        let mut c = Config::default();
+        c.set_store("sqlite:///var/lib/baton/b.db")
+            .expect("sqlite url");
+        assert_eq!(c.store.path, "/var/lib/baton/b.db");
+        c.set_store("local.db").expect("bare path");
+        assert_eq!(c.store.path, "local.db");
+        let e = c.set_store("postgres://db/baton").expect_err("not yet");
+        assert!(e.contains("postgres"), "{e}");
+        c.apply_env(|k| (k == "BATON_STORE_SYNCHRONOUS").then(|| "NORMAL".to_owned()))
+            .expect("applies");
+        assert_eq!(c.store.synchronous, SyncMode::Normal);
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //! * [`App`] is an app folder (or the embedded sample): `baton.toml` ([`Config`]), the workflows
 //!   and the [`Function`]s that bind routes to them;
 //! * [`Express`] runs express (in-memory) instances and keeps finished ones queryable for a
-//!   bounded time.
+//!   bounded time;
+//! * [`Instances`] runs durable functions' instances on the configured store ([`AnyStore`]),
+//!   and reads and manages them for the status API.
 //!
 //! ```
 //! let app = baton_host::App::sample().unwrap();
@@ -13,10 +15,14 @@
 
 mod app;
 pub mod config;
+mod durable;
 mod express;
 pub mod keys;
+mod store;
 
 pub use app::{App, AppError, Function};
-pub use config::{AuthLevel, Config, ConfigError, Mode};
+pub use config::{AuthLevel, Config, ConfigError, Durability, Mode};
+pub use durable::{BeginError, Begun, Control, ControlError, Instances, Version};
 pub use express::{Express, Full, Settings, Snapshot, Started};
 pub use keys::{Caller, Keys};
+pub use store::AnyStore;

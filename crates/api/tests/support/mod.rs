@@ -9,16 +9,33 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use baton_api::ApiState;
 use baton_engine::Runner;
-use baton_host::{App, Express, Keys, Settings};
+use baton_host::{App, Express, Instances, Keys, Settings};
 use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
 
-pub fn state(app: App, keys: Keys) -> ApiState {
+/// The API over `app`. When it has durable functions, their store is an SQLite file in a
+/// fresh folder and a dispatcher runs their work for as long as the test's runtime does.
+pub async fn state(mut app: App, keys: Keys) -> ApiState {
     let runner = Runner::builder().build().expect("runner");
     let dev_mode = keys.is_empty();
+    let durable = if app.functions.iter().any(|f| f.is_durable()) {
+        let dir = tempfile::tempdir().expect("tempdir").keep();
+        app.config.store.path = dir.join("baton.db").display().to_string();
+        let inst = Arc::new(
+            Instances::open(&app, Arc::new(runner.clone()))
+                .await
+                .expect("store opens"),
+        );
+        let run = Arc::clone(&inst);
+        tokio::spawn(async move { run.run(std::future::pending::<()>()).await });
+        Some(inst)
+    } else {
+        None
+    };
     ApiState {
         express: Express::new(runner, Settings::from_config(&app.config)),
+        durable,
         app: Arc::new(app),
         keys: Arc::new(keys),
         dev_mode,

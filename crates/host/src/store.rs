@@ -1,0 +1,133 @@
+//! The store a host runs on, chosen by configuration: one type over every backend, so that the
+//! engine and the HTTP layer are not generic over it.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use baton_store::{
+    Commit, CommitError, Committed, Definition, Event, Filter, Held, InstanceRow, KeyBinding,
+    Lease, Millis, NewWork, Page, Store, StoreError, Work,
+};
+use baton_store_sqlite::{Options, SqliteStore, Synchronous};
+
+use crate::config::{StoreConfig, SyncMode};
+
+/// Every backend a host can run on.
+#[derive(Debug)]
+pub enum AnyStore {
+    Sqlite(SqliteStore),
+}
+
+impl AnyStore {
+    /// Opens the store `config` names, creating the SQLite file's folder if needed.
+    pub fn open(config: &StoreConfig) -> Result<Self, StoreError> {
+        let path = Path::new(&config.path);
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Permanent(format!("cannot create `{}`: {e}", dir.display()))
+            })?;
+        }
+        let options = Options {
+            synchronous: match config.synchronous {
+                SyncMode::Full => Synchronous::Full,
+                SyncMode::Normal => Synchronous::Normal,
+            },
+            ..Options::default()
+        };
+        Ok(Self::Sqlite(SqliteStore::open(path, options)?))
+    }
+
+    /// Where it is, for messages.
+    pub fn describe(&self, config: &StoreConfig) -> String {
+        match self {
+            Self::Sqlite(_) => format!(
+                "SQLite {} (synchronous={})",
+                config.path,
+                match config.synchronous {
+                    SyncMode::Full => "FULL",
+                    SyncMode::Normal => "NORMAL",
+                }
+            ),
+        }
+    }
+}
+
+/// Forwards a call to whichever backend this is.
+macro_rules! each {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self {
+            AnyStore::Sqlite($s) => $e,
+        }
+    };
+}
+
+impl Store for AnyStore {
+    async fn now(&self) -> Result<Millis, StoreError> {
+        each!(self, s => s.now().await)
+    }
+
+    async fn put_definition(&self, d: &Definition) -> Result<(), StoreError> {
+        each!(self, s => s.put_definition(d).await)
+    }
+
+    async fn definition(&self, hash: &str) -> Result<Option<Definition>, StoreError> {
+        each!(self, s => s.definition(hash).await)
+    }
+
+    async fn commit(&self, c: Commit) -> Result<Committed, CommitError> {
+        each!(self, s => s.commit(c).await)
+    }
+
+    async fn instance(&self, id: &str) -> Result<Option<InstanceRow>, StoreError> {
+        each!(self, s => s.instance(id).await)
+    }
+
+    async fn list(
+        &self,
+        filter: &Filter,
+        size: usize,
+        continuation: Option<&str>,
+    ) -> Result<Page, StoreError> {
+        each!(self, s => s.list(filter, size, continuation).await)
+    }
+
+    async fn history(&self, id: &str, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
+        each!(self, s => s.history(id, after, limit).await)
+    }
+
+    async fn purge(&self, id: &str) -> Result<bool, StoreError> {
+        each!(self, s => s.purge(id).await)
+    }
+
+    async fn purge_where(&self, filter: &Filter) -> Result<u64, StoreError> {
+        each!(self, s => s.purge_where(filter).await)
+    }
+
+    async fn send(&self, work: NewWork) -> Result<i64, StoreError> {
+        each!(self, s => s.send(work).await)
+    }
+
+    async fn claim(&self, owner: &str, lease_ms: i64, max: usize) -> Result<Vec<Work>, StoreError> {
+        each!(self, s => s.claim(owner, lease_ms, max).await)
+    }
+
+    async fn extend(&self, held: Held, lease_ms: i64) -> Result<Lease, CommitError> {
+        each!(self, s => s.extend(held, lease_ms).await)
+    }
+
+    async fn release(&self, held: Held, due_at: Millis) -> Result<(), CommitError> {
+        each!(self, s => s.release(held, due_at).await)
+    }
+
+    async fn next_due(&self) -> Result<Option<Millis>, StoreError> {
+        each!(self, s => s.next_due().await)
+    }
+
+    async fn idempotency(&self, key: &str) -> Result<Option<KeyBinding>, StoreError> {
+        each!(self, s => s.idempotency(key).await)
+    }
+
+    fn wakeups(&self) -> Arc<tokio::sync::Notify> {
+        each!(self, s => s.wakeups())
+    }
+}
