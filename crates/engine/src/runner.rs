@@ -230,6 +230,27 @@ impl Runner {
         env
     }
 
+    /// Makes a call, passing `idempotency_key` to the callee: an HTTP call carries it as the
+    /// `Idempotency-Key` header unless the task sets that header itself.
+    pub(crate) fn invoke_keyed(
+        &self,
+        task: String,
+        mut request: CallRequest,
+        idempotency_key: &str,
+    ) -> impl Future<Output = CallResult> + Send + 'static {
+        if let CallRequest::Http(req) = &mut request {
+            if !req
+                .headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("idempotency-key"))
+            {
+                req.headers
+                    .push(("Idempotency-Key".to_owned(), idempotency_key.to_owned()));
+            }
+        }
+        self.invoke(task, request)
+    }
+
     pub(crate) fn invoke(
         &self,
         task: String,
@@ -393,7 +414,7 @@ impl Run {
                     token,
                     task,
                     request,
-                    ..
+                    idempotency_key,
                 } => {
                     self.call_count += 1;
                     let tx = self
@@ -401,7 +422,7 @@ impl Run {
                         .get_or_insert_with(mpsc::unbounded_channel)
                         .0
                         .clone();
-                    let fut = runner.invoke(task, request);
+                    let fut = runner.invoke_keyed(task, request, &idempotency_key);
                     let handle = tokio::spawn(async move {
                         // A panicking function must not leave the instance waiting for ever:
                         // run it as its own task and report a panic as a failed call.
