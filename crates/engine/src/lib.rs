@@ -26,6 +26,10 @@
 //! assert_eq!(run.output.unwrap()["greeting"], "Hello Ada");
 //! # });
 //! ```
+//!
+//! [`durable::Durable`] runs instances durably on a `baton_store::Store` instead: every step is
+//! committed before what it decided is carried out, and instances can be suspended, resumed,
+//! terminated and, once failed, rewound (see the [`durable`] module).
 
 mod clock;
 pub mod durable;

@@ -8,9 +8,9 @@
 //!   acknowledges something that is not stored.
 //! * Everything that leaves the interpreter is a **work item**: a call (an *activity*, run at
 //!   least once, with a stable idempotency key), a timer (`wait`, retry backoff, timeouts), a
-//!   message (a raised event, a terminate request). [`Durable::run`] claims due items with a
-//!   lease, carries each out, and feeds its outcome back to the instance as the next step,
-//!   committing the new state, the finished item and any new work together.
+//!   message (a raised event; terminate, suspend, resume, rewind). [`Durable::run`] claims due
+//!   items with a lease, carries each out, and feeds its outcome back to the instance as the
+//!   next step, committing the new state, the finished item and any new work together.
 //! * Pure tasks (`set`, `switch`, expressions) never become work items: they run inside a step.
 //! * A commit that finds the instance changed underneath (another item of the same instance
 //!   finished at the same time) reloads it and applies the step again; the interpreter is
@@ -18,6 +18,19 @@
 //!   after this node's lease expired) is dropped: the new holder carries the item out.
 //! * Work is found through the store's wake-ups after each commit, with a poll of the next due
 //!   time as the fallback, never a fixed sleep loop.
+//! * Every input the interpreter is given is recorded in the history whole, with the time of
+//!   its step (`ExecutionStarted` the seed, `ActivityCompleted` the call's result,
+//!   `EventRaised` the event, `TimerFired` the token), so that an instance can be replayed.
+//! * Management requests are messages, applied in the order the instance's mailbox receives
+//!   them. [`Durable::suspend`] makes the instance `Suspended`: what arrives meanwhile is marked
+//!   done and kept in its state blob (an envelope of the interpreter's `Instance` and the held
+//!   inputs), then applied in arrival order by the commit of [`Durable::resume`].
+//!   [`Durable::terminate`] ends a running or suspended instance. [`Durable::rewind`] runs a
+//!   `Failed` instance again from the operation that failed it: the state is rebuilt by
+//!   replaying the recorded inputs except the failing one, and what it then waits for (the
+//!   failed call, other open calls and timers) becomes work again; nothing that succeeded runs
+//!   again.
+//! * After every step the row's `custom_status` is the workflow's `$context.customStatus`.
 //!
 //! A program that embeds Baton registers its native functions on the [`Runner`] and runs
 //! instances durably on an SQLite file; `call: greet` runs `greet` as an activity:
@@ -73,6 +86,10 @@
 //! # });
 //! ```
 
+mod control;
+mod feed;
+mod replay;
+mod state;
 mod translate;
 
 use std::collections::HashMap;
@@ -82,8 +99,8 @@ use std::time::Duration;
 use baton_core::interp::{Input, Instance};
 use baton_core::{Timestamp, Workflow};
 use baton_store::{
-    Commit, CommitError, Held, IdempotencyKey, InstanceRow, Millis, NewEvent, NewWork, Store,
-    StoreError, Work, WorkKind,
+    Commit, CommitError, IdempotencyKey, InstanceRow, Millis, NewEvent, NewWork, Store, StoreError,
+    Work, WorkKind,
 };
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
@@ -91,6 +108,8 @@ use tokio::sync::Semaphore;
 use crate::Runner;
 use crate::runner::random_u64;
 
+use control::Order;
+use state::State;
 pub use translate::Activity;
 use translate::Fed;
 
@@ -175,6 +194,9 @@ pub mod events {
     pub const COMPLETED: &str = "ExecutionCompleted";
     pub const FAILED: &str = "ExecutionFailed";
     pub const TERMINATED: &str = "ExecutionTerminated";
+    pub const SUSPENDED: &str = "ExecutionSuspended";
+    pub const RESUMED: &str = "ExecutionResumed";
+    pub const REWOUND: &str = "ExecutionRewound";
     pub const TASK: &str = "Task";
     pub const ACTIVITY_SCHEDULED: &str = "ActivityScheduled";
     pub const ACTIVITY_COMPLETED: &str = "ActivityCompleted";
@@ -271,18 +293,26 @@ impl<S: Store> Durable<S> {
             updated_at: now.millis(),
             revision: 0,
         });
+        // The seed and the step time make the start replayable (a rewind); the input is the
+        // row's.
+        let seed = random_u64();
         commit.history.push(NewEvent {
             kind: events::STARTED.to_owned(),
-            data: json!({"function": req.function, "definition": req.definition}),
+            data: json!({
+                "function": req.function,
+                "definition": req.definition,
+                "seed": seed,
+                "now": now.millis(),
+            }),
         });
         commit.idempotency = req.idempotency;
         let input = Input::Start {
             input: req.input,
-            seed: random_u64(),
+            seed,
         };
         let stepped = translate::guarded_apply(&mut inst, &env, input, now);
         translate::fill(&mut commit, stepped)?;
-        translate::keep_state(&mut commit.instance, &inst)?;
+        State::of(inst).keep(&mut commit.instance)?;
         // The caller's copy of the row; the commit takes the original.
         let mut row = commit.instance.clone();
         match self.store.commit(commit).await {
@@ -334,17 +364,45 @@ impl<S: Store> Durable<S> {
         }
     }
 
-    /// Asks a running instance to stop: delivered as a message, applied as its next step.
+    /// Asks a running (or suspended) instance to stop: delivered as a message, applied as its
+    /// next step.
     pub async fn terminate(&self, id: &str, reason: &str) -> Result<i64, StoreError> {
-        self.message(id, json!({"terminate": reason})).await
+        self.message(id, Order::Terminate(reason.to_owned())).await
     }
 
     /// Delivers an event to an instance (`listen` tasks).
     pub async fn raise(&self, id: &str, event: Value) -> Result<i64, StoreError> {
-        self.message(id, json!({"event": event})).await
+        self.message(id, Order::Input(Input::Event { event })).await
     }
 
-    async fn message(&self, id: &str, payload: Value) -> Result<i64, StoreError> {
+    /// Asks an instance to stop taking steps until [`Durable::resume`]: its status becomes
+    /// `Suspended`, and what arrives meanwhile (activity results, fired timers, events) is kept
+    /// with its state and applied, in arrival order, on resume. Work already out still runs.
+    /// Applied in the order of the instance's messages; suspending a suspended instance does
+    /// nothing.
+    pub async fn suspend(&self, id: &str, reason: &str) -> Result<i64, StoreError> {
+        self.message(id, Order::Suspend(reason.to_owned())).await
+    }
+
+    /// Lets a suspended instance run again: what arrived while it was suspended is applied in
+    /// the same commit that makes it `Running`. Resuming an instance that is not suspended does
+    /// nothing.
+    pub async fn resume(&self, id: &str, reason: &str) -> Result<i64, StoreError> {
+        self.message(id, Order::Resume(reason.to_owned())).await
+    }
+
+    /// Asks a `Failed` instance to run again from the operation that failed it, without
+    /// running again what had succeeded: its state is rebuilt by replaying its recorded
+    /// inputs except the one that failed it, and what that state waits for (the failed call,
+    /// calls and timers still open) becomes work again. When the start itself failed, the
+    /// instance starts again. Ignored by an instance that has not failed (check the status
+    /// first to tell the caller).
+    pub async fn rewind(&self, id: &str, reason: &str) -> Result<i64, StoreError> {
+        self.message(id, Order::Rewind(reason.to_owned())).await
+    }
+
+    async fn message(&self, id: &str, order: Order) -> Result<i64, StoreError> {
+        let payload = order.payload();
         let now = self.store.now().await?;
         self.store
             .send(NewWork {
@@ -446,7 +504,9 @@ impl<S: Store> Durable<S> {
         work: &Work,
         activity: Activity,
     ) -> baton_core::interp::CallResult {
-        let call = self.runner.invoke(activity.task, activity.request);
+        let call = self
+            .runner
+            .invoke_keyed(activity.task, activity.request, &activity.idempotency_key);
         tokio::pin!(call);
         let renew_every = self.options.lease / 3;
         let lease_ms = self.options.lease.as_millis() as i64;
@@ -495,78 +555,5 @@ impl<S: Store> Durable<S> {
             };
             self.feed(batch).await;
         }
-    }
-
-    /// Applies a batch of outcomes of one instance and commits, retrying on conflicts.
-    async fn feed(&self, mut batch: Vec<(Work, Fed)>) {
-        for _attempt in 0..64 {
-            match self.feed_once(&batch).await {
-                Ok(()) => return,
-                Err(CommitError::Conflict { .. }) => continue,
-                Err(CommitError::Fenced { id, .. }) => {
-                    tracing::info!(
-                        work = id,
-                        "work taken over by another holder; its outcome is dropped"
-                    );
-                    batch.retain(|(w, _)| w.id != id);
-                    if batch.is_empty() {
-                        return;
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "could not record finished work; it will run again");
-                    return;
-                }
-            }
-        }
-        tracing::warn!("an instance kept changing; its work will run again");
-    }
-
-    async fn feed_once(&self, batch: &[(Work, Fed)]) -> Result<(), CommitError> {
-        let Some((first, _)) = batch.first() else {
-            return Ok(());
-        };
-        let Some(row) = self.store.instance(&first.instance).await? else {
-            // Purged while the work was out: nothing to feed.
-            return Ok(());
-        };
-        let mut commit = Commit::update(row);
-        commit.done.extend(batch.iter().map(|(w, _)| Held::from(w)));
-        if commit.instance.status.is_terminal() {
-            self.store.commit(commit).await?;
-            return Ok(());
-        }
-        let row = &commit.instance;
-        let Some(wf) = self.workflow(&row.definition) else {
-            tracing::warn!(instance = %row.id, definition = %row.definition, "the instance's definition is not pinned here");
-            let later = self.store.now().await? + 1000;
-            for (w, _) in batch {
-                let _ = self.store.release(w.into(), later).await;
-            }
-            return Ok(());
-        };
-        let mut inst: Instance = serde_json::from_slice(&row.state)
-            .map_err(|e| StoreError::Permanent(format!("unreadable instance state: {e}")))?;
-        let id = row.id.clone();
-        let now = self.now().await?;
-        commit.instance.updated_at = now.millis();
-        let env = self.runner.env(&wf, &id);
-        for (work, fed) in batch {
-            // An outcome that arrives after the instance ended (a call it no longer waits
-            // for) is only marked done.
-            if inst.status.is_terminal() {
-                break;
-            }
-            let input = translate::input_for(work, fed, &mut commit.history);
-            let stepped = translate::guarded_apply(&mut inst, &env, input, now);
-            translate::fill(&mut commit, stepped)?;
-        }
-        translate::keep_state(&mut commit.instance, &inst)?;
-        let ended = commit.instance.status.is_terminal();
-        self.store.commit(commit).await?;
-        if ended {
-            self.settled.notify_waiters();
-        }
-        Ok(())
     }
 }

@@ -8,11 +8,12 @@ use baton_core::interp::{
 };
 use baton_core::{ErrorKind, Timestamp, WorkflowError};
 use baton_store::{
-    Commit, InstanceRow, NewEvent, NewWork, RuntimeStatus, StoreError, Work, WorkKind,
+    Commit, Event, Millis, NewEvent, NewWork, RuntimeStatus, StoreError, Work, WorkKind,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::control::Order;
 use super::events;
 
 /// What an activity work item carries: the call the interpreter asked for.
@@ -52,52 +53,132 @@ pub(super) fn guarded_apply(
     })
 }
 
-/// The interpreter input for a finished item, recording what arrived in the history.
-pub(super) fn input_for(work: &Work, fed: &Fed, history: &mut Vec<NewEvent>) -> Input {
+/// What a finished item asks of its instance.
+pub(super) fn order(work: &Work, fed: &Fed) -> Order {
     let token = Token(work.token);
     match fed {
-        Fed::Call(result) => {
-            history.push(NewEvent {
-                kind: events::ACTIVITY_COMPLETED.to_owned(),
-                data: json!({"token": work.token, "attempt": work.attempt, "failed": matches!(result, CallResult::Failed(_))}),
-            });
-            Input::CallCompleted {
-                token,
-                result: result.clone(),
-            }
-        }
-        Fed::Timer => {
-            history.push(NewEvent {
-                kind: events::TIMER_FIRED.to_owned(),
-                data: json!({"token": work.token}),
-            });
-            Input::TimerFired { token }
-        }
-        Fed::Message(m) => {
-            if let Some(reason) = m.get("terminate") {
-                let reason = reason.as_str().unwrap_or("terminated").to_owned();
-                Input::Cancel { reason }
-            } else {
-                let event = m.get("event").cloned().unwrap_or(Value::Null);
-                history.push(NewEvent {
-                    kind: events::EVENT_RAISED.to_owned(),
-                    data: event.clone(),
-                });
-                Input::Event { event }
-            }
-        }
+        Fed::Call(result) => Order::Input(Input::CallCompleted {
+            token,
+            result: result.clone(),
+        }),
+        Fed::Timer => Order::Input(Input::TimerFired { token }),
+        Fed::Message(m) => Order::of_message(m.clone()),
     }
 }
 
-/// The interpreter's state, into the row.
-pub(super) fn keep_state(row: &mut InstanceRow, inst: &Instance) -> Result<(), StoreError> {
-    row.state = serde_json::to_vec(inst)
-        .map_err(|e| StoreError::Permanent(format!("the instance state is not storable: {e}")))?;
-    Ok(())
+/// The history event recording an input applied at `now`, with everything needed to apply it
+/// again (see `replay`): an activity's result, a raised event. `arrived` is when an input held
+/// during a suspension arrived. The start is recorded by `ExecutionStarted`, a cancel by
+/// `ExecutionTerminated`; neither comes through here.
+pub(super) fn input_event(
+    input: &Input,
+    attempt: u32,
+    now: Timestamp,
+    arrived: Option<Millis>,
+) -> Option<NewEvent> {
+    let (kind, mut data) = match input {
+        Input::CallCompleted { token, result } => (
+            events::ACTIVITY_COMPLETED,
+            json!({
+                "token": token.0,
+                "attempt": attempt,
+                "failed": matches!(result, CallResult::Failed(_)),
+                "result": result,
+            }),
+        ),
+        Input::TimerFired { token } => (events::TIMER_FIRED, json!({"token": token.0})),
+        Input::Event { event } => (events::EVENT_RAISED, json!({"event": event})),
+        Input::Start { .. } | Input::Cancel { .. } => return None,
+    };
+    data["now"] = json!(now.millis());
+    if let Some(at) = arrived {
+        data["arrived"] = json!(at);
+    }
+    Some(NewEvent {
+        kind: kind.to_owned(),
+        data,
+    })
+}
+
+/// The input an event written by [`input_event`] recorded, with the time it was applied at;
+/// `None` for other events. An input event without its data (written before inputs were
+/// recorded whole) is an error: the instance cannot be replayed.
+pub(super) fn recorded_input(event: &Event) -> Option<Result<(Input, Timestamp), String>> {
+    let data = &event.data;
+    let token = || {
+        data.get("token")
+            .and_then(Value::as_u64)
+            .map(Token)
+            .ok_or_else(|| format!("event {} has no token", event.seq))
+    };
+    let input = match event.kind.as_str() {
+        events::ACTIVITY_COMPLETED => token().and_then(|token| {
+            let result = data
+                .get("result")
+                .cloned()
+                .ok_or_else(|| format!("event {} has no result", event.seq))?;
+            serde_json::from_value(result)
+                .map(|result| Input::CallCompleted { token, result })
+                .map_err(|e| format!("event {}: {e}", event.seq))
+        }),
+        events::TIMER_FIRED => token().map(|token| Input::TimerFired { token }),
+        events::EVENT_RAISED => data
+            .get("event")
+            .cloned()
+            .map(|event| Input::Event { event })
+            .ok_or_else(|| format!("event {} has no event", event.seq)),
+        _ => return None,
+    };
+    Some(input.and_then(|input| Ok((input, recorded_now(event)?))))
+}
+
+/// The step time an input event (or `ExecutionStarted`, `ExecutionRewound`) recorded.
+pub(super) fn recorded_now(event: &Event) -> Result<Timestamp, String> {
+    event
+        .data
+        .get("now")
+        .and_then(Value::as_i64)
+        .map(Timestamp)
+        .ok_or_else(|| format!("event {} ({}) has no step time", event.seq, event.kind))
+}
+
+/// The work item for a call the interpreter asked for, due at `due`.
+pub(super) fn activity_work(
+    instance: &str,
+    token: Token,
+    task: String,
+    request: CallRequest,
+    idempotency_key: String,
+    due: Millis,
+) -> Result<NewWork, StoreError> {
+    let payload = serde_json::to_value(Activity {
+        task,
+        request,
+        idempotency_key,
+    })
+    .map_err(|e| StoreError::Permanent(format!("an activity is not storable: {e}")))?;
+    Ok(NewWork {
+        instance: instance.to_owned(),
+        kind: WorkKind::Activity,
+        token: token.0,
+        due_at: due,
+        payload,
+    })
+}
+
+/// The work item for a timer the interpreter started.
+pub(super) fn timer_work(instance: &str, token: Token, due: Timestamp) -> NewWork {
+    NewWork {
+        instance: instance.to_owned(),
+        kind: WorkKind::Timer,
+        token: token.0,
+        due_at: due.millis(),
+        payload: Value::Null,
+    }
 }
 
 /// Puts a step's outcome into `commit`: new work, cancelled work, history, and the instance's
-/// status, output or error ([`keep_state`] stores the state itself, once per commit).
+/// status, output or error (`State::keep` stores the state itself, once per commit).
 pub(super) fn fill(commit: &mut Commit, stepped: Stepped) -> Result<(), StoreError> {
     let Commit {
         instance: row,
@@ -140,19 +221,14 @@ pub(super) fn fill(commit: &mut Commit, stepped: Stepped) -> Result<(), StoreErr
                     kind: events::ACTIVITY_SCHEDULED.to_owned(),
                     data: json!({"token": token.0, "task": task}),
                 });
-                let payload = serde_json::to_value(Activity {
+                enqueue.push(activity_work(
+                    &row.id,
+                    token,
                     task,
                     request,
                     idempotency_key,
-                })
-                .map_err(|e| StoreError::Permanent(format!("an activity is not storable: {e}")))?;
-                enqueue.push(NewWork {
-                    instance: row.id.clone(),
-                    kind: WorkKind::Activity,
-                    token: token.0,
-                    due_at: now,
-                    payload,
-                });
+                    now,
+                )?);
             }
             Effect::CancelCall { token } => cancel.push((WorkKind::Activity, token.0)),
             Effect::StartTimer { token, due } => {
@@ -160,13 +236,7 @@ pub(super) fn fill(commit: &mut Commit, stepped: Stepped) -> Result<(), StoreErr
                     kind: events::TIMER_CREATED.to_owned(),
                     data: json!({"token": token.0, "due": due.millis()}),
                 });
-                enqueue.push(NewWork {
-                    instance: row.id.clone(),
-                    kind: WorkKind::Timer,
-                    token: token.0,
-                    due_at: due.millis(),
-                    payload: Value::Null,
-                });
+                enqueue.push(timer_work(&row.id, token, due));
             }
             Effect::CancelTimer { token } => cancel.push((WorkKind::Timer, token.0)),
             Effect::Emit { event } => history.push(NewEvent {
