@@ -84,7 +84,6 @@ fn control_problem(e: &ControlError, path: &str) -> Problem {
         ControlError::Unknown(_) => StatusCode::NOT_FOUND,
         ControlError::Finished(_) => StatusCode::GONE,
         ControlError::Precondition(_) => StatusCode::PRECONDITION_FAILED,
-        ControlError::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
         ControlError::Store(s) => return store_problem(s, path),
     };
     Problem::new(status, e.to_string()).at(path)

@@ -401,3 +401,109 @@ async fn management_needs_a_host_key_and_status_the_functions_key() {
     .await;
     assert_eq!(t.status, StatusCode::ACCEPTED);
 }
+
+const STAGED: &str = "document: {dsl: '1.0.0', namespace: t, name: staged, version: '1.0.0'}\ndo:\n  - mark:\n      set: {ok: true}\n      export:\n        as: '${ $context + {customStatus: {stage: \"waiting\"}} }'\n  - hold: {listen: {to: {one: {with: {type: go}}}}}\n  - done: {set: {finished: true}}\n";
+
+/// A stand-in that fails its first call with a 500 and answers later ones; counts calls.
+async fn flaky() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = Arc::clone(&calls);
+    let router = axum::Router::new().route(
+        "/flaky",
+        axum::routing::post(move || {
+            let c = Arc::clone(&c);
+            async move {
+                if c.fetch_add(1, Ordering::SeqCst) == 0 {
+                    (StatusCode::INTERNAL_SERVER_ERROR, "not yet").into_response()
+                } else {
+                    axum::Json(json!({"fine": true})).into_response()
+                }
+            }
+        }),
+    );
+    use axum::response::IntoResponse;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    (format!("http://{addr}/flaky"), calls)
+}
+
+#[tokio::test]
+async fn suspend_resume_rewind_and_custom_status_over_http() {
+    let (url, calls) = flaky().await;
+    let flaky_wf = format!(
+        "document: {{dsl: '1.0.0', namespace: t, name: flaky, version: '1.0.0'}}\ndo:\n  - first: {{set: {{step: 1}}}}\n  - call:\n      call: http\n      with: {{method: post, endpoint: '{url}'}}\n"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = app_dir(
+        dir.path(),
+        "[functions.Staged]\nworkflow = \"staged\"\nmode = \"async\"\n[functions.Flaky]\nworkflow = \"flaky\"\nmode = \"async\"\n",
+        &[("staged.yaml", STAGED), ("flaky.yaml", &flaky_wf)],
+    );
+    let s = state(app, Keys::default()).await;
+
+    let a = send(&s, post("/api/Staged", "{}")).await;
+    let id = a.body["id"].as_str().unwrap().to_owned();
+    let status = send(&s, get(&format!("/api/instances/{id}"))).await;
+    assert_eq!(
+        status.body["customStatus"],
+        json!({"stage": "waiting"}),
+        "{}",
+        status.text
+    );
+    let sus = send(
+        &s,
+        post(&format!("/api/instances/{id}/suspend?reason=lunch"), ""),
+    )
+    .await;
+    assert_eq!(sus.status, StatusCode::ACCEPTED, "{}", sus.text);
+    history_has(&s, &id, "ExecutionSuspended").await;
+    let now = send(&s, get(&format!("/api/instances/{id}"))).await;
+    assert_eq!(now.body["runtimeStatus"], "Suspended", "{}", now.text);
+    // An event while suspended is kept, not applied…
+    let r = send(
+        &s,
+        post(&format!("/api/instances/{id}/raiseEvent/go"), "{}"),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    let list = send(&s, get("/api/instances?runtimeStatus=Suspended")).await;
+    assert_eq!(list.body.as_array().unwrap().len(), 1, "{}", list.text);
+    // …until the instance resumes.
+    let res = send(&s, post(&format!("/api/instances/{id}/resume"), "")).await;
+    assert_eq!(res.status, StatusCode::ACCEPTED);
+    let done = finished(&s, &id).await;
+    assert_eq!(done.body["runtimeStatus"], "Completed", "{}", done.text);
+    assert_eq!(done.body["output"], json!({"finished": true}));
+
+    let f = send(&s, post("/api/Flaky", "{}")).await;
+    let fid = f.body["id"].as_str().unwrap().to_owned();
+    let failed = finished(&s, &fid).await;
+    assert_eq!(failed.body["runtimeStatus"], "Failed", "{}", failed.text);
+    assert_eq!(failed.body["output"]["status"], 500, "{}", failed.text);
+    let five = send(
+        &s,
+        get(&format!(
+            "/api/instances/{fid}?returnInternalServerErrorOnFailure=true"
+        )),
+    )
+    .await;
+    assert_eq!(five.status, StatusCode::INTERNAL_SERVER_ERROR);
+    let rw = send(
+        &s,
+        post(&format!("/api/instances/{fid}/rewind?reason=fixed"), ""),
+    )
+    .await;
+    assert_eq!(rw.status, StatusCode::ACCEPTED, "{}", rw.text);
+    history_has(&s, &fid, "ExecutionRewound").await;
+    let again = finished(&s, &fid).await;
+    assert_eq!(again.body["runtimeStatus"], "Completed", "{}", again.text);
+    assert_eq!(again.body["output"], json!({"fine": true}));
+    assert_eq!(
+        calls.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "the failed call ran again, once"
+    );
+}

@@ -238,15 +238,14 @@ impl Runner {
         mut request: CallRequest,
         idempotency_key: &str,
     ) -> impl Future<Output = CallResult> + Send + 'static {
-        if let CallRequest::Http(req) = &mut request {
-            if !req
+        if let CallRequest::Http(req) = &mut request
+            && !req
                 .headers
                 .iter()
                 .any(|(k, _)| k.eq_ignore_ascii_case("idempotency-key"))
-            {
-                req.headers
-                    .push(("Idempotency-Key".to_owned(), idempotency_key.to_owned()));
-            }
+        {
+            req.headers
+                .push(("Idempotency-Key".to_owned(), idempotency_key.to_owned()));
         }
         self.invoke(task, request)
     }

@@ -102,9 +102,6 @@ pub enum ControlError {
     /// The instance is not in the state the request needs (412).
     #[error("{0}")]
     Precondition(String),
-    /// Not available yet (501).
-    #[error("`{0}` is not available yet")]
-    Unsupported(&'static str),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -319,16 +316,16 @@ impl Instances {
                     row.status.as_str()
                 )));
             }
-            let _ = reason;
-            return Err(ControlError::Unsupported("rewind"));
+            self.engine.rewind(id, reason).await?;
+            return Ok(());
         }
         if row.status.is_terminal() {
             return Err(ControlError::Finished(row.status));
         }
         match c {
             Control::Terminate { reason } => self.engine.terminate(id, &reason).await?,
-            Control::Suspend { .. } => return Err(ControlError::Unsupported("suspend")),
-            Control::Resume { .. } => return Err(ControlError::Unsupported("resume")),
+            Control::Suspend { reason } => self.engine.suspend(id, &reason).await?,
+            Control::Resume { reason } => self.engine.resume(id, &reason).await?,
             Control::Raise { name, data } => {
                 let event = json!({
                     "specversion": "1.0",

@@ -1,0 +1,421 @@
+//! Crash recovery of durable instances, with the real `baton serve` as a child process on an
+//! SQLite file: the server is killed with SIGKILL again and again while it starts and runs
+//! fan-out instances against a local HTTP stand-in, and restarted each time. Every accepted
+//! instance must complete exactly once with the right output; activities may run more than
+//! once (at least once), and the test reports how often they did.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+/// Instances submitted by the kill test.
+const INSTANCES: usize = 300;
+/// Activities per instance.
+const BRANCHES: usize = 6;
+/// Kills of the server at random moments.
+const KILLS: usize = 12;
+
+/// A running `baton serve`.
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Server {
+    fn start(app: &Path, env: &[(&str, &str)]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_baton"))
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0", "--app"])
+            .arg(app)
+            .current_dir(app)
+            .envs(env.iter().copied())
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("baton starts");
+        let stderr = child.stderr.take().expect("stderr");
+        let mut lines = BufReader::new(stderr).lines();
+        let mut addr = None;
+        for line in lines.by_ref().take(50) {
+            let line = line.expect("line");
+            if let Some(rest) = line.split(" on http://").nth(1) {
+                addr = Some(rest.trim().to_owned());
+                break;
+            }
+        }
+        std::thread::spawn(move || for _ in lines {});
+        Self {
+            child,
+            addr: addr.expect("the server announced its address"),
+        }
+    }
+
+    /// SIGKILL, as `kill -9` does.
+    fn kill(mut self) {
+        self.child.kill().expect("kill");
+        self.child.wait().expect("reaped");
+    }
+}
+
+/// One HTTP/1.1 exchange on a fresh connection: status, lower-cased headers, body.
+fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> std::io::Result<(u16, HashMap<String, String>, Value)> {
+    let sock: SocketAddr = addr.parse().expect("address");
+    let mut s = TcpStream::connect_timeout(&sock, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    write!(s, "{head}\r\n{body}")?;
+    let mut text = String::new();
+    s.read_to_string(&mut text)?;
+    let (head, body) = text.split_once("\r\n\r\n").ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "no complete response")
+    })?;
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "status line"))?;
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    Ok((
+        status,
+        headers,
+        serde_json::from_str(body).unwrap_or(Value::Null),
+    ))
+}
+
+/// The activities' stand-in: `POST /check/{n}` with `{"k": …}` answers `{"n": n, "k": …}`
+/// after a short delay, and counts every call by `(k, n)`.
+struct StandIn {
+    port: u16,
+    calls: Arc<Mutex<HashMap<(u64, u64), usize>>>,
+    keys: Arc<Mutex<HashSet<String>>>,
+    _rt: tokio::runtime::Runtime,
+}
+
+fn stand_in() -> StandIn {
+    use axum::extract::{Json, Path as UrlPath, State};
+    use axum::http::HeaderMap;
+    type Shared = (
+        Arc<Mutex<HashMap<(u64, u64), usize>>>,
+        Arc<Mutex<HashSet<String>>>,
+    );
+    async fn check(
+        State((calls, keys)): State<Shared>,
+        UrlPath(n): UrlPath<u64>,
+        headers: HeaderMap,
+        Json(body): Json<Value>,
+    ) -> Json<Value> {
+        let k = body["k"].as_u64().unwrap_or(u64::MAX);
+        *calls.lock().unwrap().entry((k, n)).or_default() += 1;
+        if let Some(key) = headers.get("idempotency-key").and_then(|v| v.to_str().ok()) {
+            keys.lock().unwrap().insert(key.to_owned());
+        }
+        tokio::time::sleep(Duration::from_millis(15)).await;
+        Json(json!({"n": n, "k": k}))
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let calls = Arc::new(Mutex::new(HashMap::new()));
+    let keys = Arc::new(Mutex::new(HashSet::new()));
+    let router = axum::Router::new()
+        .route("/check/{n}", axum::routing::post(check))
+        .with_state((Arc::clone(&calls), Arc::clone(&keys)));
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let port = listener.local_addr().unwrap().port();
+    rt.spawn(async move { axum::serve(listener, router).await });
+    StandIn {
+        port,
+        calls,
+        keys,
+        _rt: rt,
+    }
+}
+
+/// An app with one durable function, `Fan`, fanning out to the stand-in's six checks.
+fn app(dir: &Path, port: u16) {
+    let branches: String = (1..=BRANCHES)
+        .map(|n| {
+            format!(
+                "          - c{n}:\n              call: http\n              with:\n                method: post\n                endpoint: http://127.0.0.1:{port}/check/{n}\n                body: {{k: '${{ .k }}'}}\n"
+            )
+        })
+        .collect();
+    let wf = format!(
+        "document: {{dsl: '1.0.0', namespace: crash, name: fan, version: '1.0.0'}}\ndo:\n  - checks:\n      fork:\n        branches:\n{branches}"
+    );
+    std::fs::create_dir_all(dir.join("workflows")).unwrap();
+    std::fs::write(dir.join("workflows/fan.yaml"), wf).unwrap();
+    std::fs::write(
+        dir.join("baton.toml"),
+        "[functions.Fan]\nworkflow = \"fan\"\nmode = \"async\"\nauth = \"anonymous\"\n\
+         [store]\npath = \"state/baton.db\"\n[durable]\nlease = \"1s\"\n",
+    )
+    .unwrap();
+}
+
+/// Where the server currently listens; empty while it is down.
+type Current = Arc<RwLock<String>>;
+
+/// Submits instance `k` until the server answers 202 for it, across kills and restarts, with
+/// one idempotency key for all attempts. Returns the instance id.
+fn submit(current: &Current, k: usize) -> String {
+    let key = format!("crash-{k}");
+    let body = json!({"k": k}).to_string();
+    for _ in 0..3000 {
+        let addr = current.read().unwrap().clone();
+        if !addr.is_empty() {
+            match http(
+                &addr,
+                "POST",
+                "/api/Fan",
+                &[("idempotency-key", &key)],
+                &body,
+            ) {
+                Ok((202, _, b)) => return b["id"].as_str().expect("an id").to_owned(),
+                Ok((503, _, _)) | Err(_) => {}
+                Ok((status, _, b)) => panic!("instance {k}: unexpected {status}: {b}"),
+            }
+        }
+        // The server is down or busy: try again shortly.
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("instance {k} was never accepted");
+}
+
+fn expected(k: usize) -> HashSet<String> {
+    (1..=BRANCHES)
+        .map(|n| json!({"n": n, "k": k}).to_string())
+        .collect()
+}
+
+/// A tiny deterministic generator for the kill schedule; the seed is printed.
+fn next(seed: &mut u64) -> u64 {
+    *seed = seed
+        .wrapping_mul(6_364_136_223_846_793_005)
+        .wrapping_add(1_442_695_040_888_963_407);
+    *seed >> 33
+}
+
+#[test]
+fn durable_instances_survive_repeated_kill_9_and_finish_exactly_once() {
+    let began = Instant::now();
+    let stub = stand_in();
+    let dir = tempfile::tempdir().unwrap();
+    app(dir.path(), stub.port);
+    let current: Current = Arc::new(RwLock::new(String::new()));
+    let server = Server::start(dir.path(), &[]);
+    *current.write().unwrap() = server.addr.clone();
+
+    let accepted = Arc::new(Mutex::new(HashMap::<usize, String>::new()));
+    let next_k = Arc::new(AtomicUsize::new(0));
+    let submitters: Vec<_> = (0..4)
+        .map(|_| {
+            let (current, accepted, next_k) = (
+                Arc::clone(&current),
+                Arc::clone(&accepted),
+                Arc::clone(&next_k),
+            );
+            std::thread::spawn(move || {
+                loop {
+                    let k = next_k.fetch_add(1, Ordering::Relaxed);
+                    if k >= INSTANCES {
+                        return;
+                    }
+                    let id = submit(&current, k);
+                    accepted.lock().unwrap().insert(k, id);
+                }
+            })
+        })
+        .collect();
+
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    eprintln!("kill schedule seed: {seed}");
+    let mut server = Some(server);
+    for round in 0..KILLS {
+        // A random point: somewhere in the next 100–600 ms of work.
+        std::thread::sleep(Duration::from_millis(100 + next(&mut seed) % 500));
+        current.write().unwrap().clear();
+        server.take().unwrap().kill();
+        let done = accepted.lock().unwrap().len();
+        eprintln!("kill {}: {done} of {INSTANCES} accepted so far", round + 1);
+        let s = Server::start(dir.path(), &[]);
+        *current.write().unwrap() = s.addr.clone();
+        server = Some(s);
+    }
+    for s in submitters {
+        s.join().expect("submitter");
+    }
+    let server = server.unwrap();
+    let accepted = accepted.lock().unwrap().clone();
+    assert_eq!(accepted.len(), INSTANCES);
+
+    // Every accepted instance completes; bounded wait.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let listing = loop {
+        let (status, _, list) =
+            http(&server.addr, "GET", "/api/instances?top=1000", &[], "").expect("listing");
+        assert_eq!(status, 200, "{list}");
+        let items = list.as_array().unwrap().clone();
+        let open = items
+            .iter()
+            .filter(|i| i["runtimeStatus"] != "Completed")
+            .count();
+        if open == 0 && items.len() >= INSTANCES {
+            break items;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{open} of {} instances still not Completed",
+            items.len()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+
+    // Exactly once: one instance per accepted request, no more, each with the right output.
+    let ids: HashSet<&str> = listing
+        .iter()
+        .map(|i| i["instanceId"].as_str().unwrap())
+        .collect();
+    let duplicated = listing.len() - INSTANCES;
+    let lost = accepted
+        .values()
+        .filter(|id| !ids.contains(id.as_str()))
+        .count();
+    for (k, id) in &accepted {
+        let item = listing.iter().find(|i| i["instanceId"] == **id).unwrap();
+        let got: HashSet<String> = item["output"]
+            .as_array()
+            .unwrap_or_else(|| panic!("instance {k}: output {}", item["output"]))
+            .iter()
+            .map(Value::to_string)
+            .collect();
+        assert_eq!(got, expected(*k), "instance {k} ({id})");
+    }
+    let calls = stub.calls.lock().unwrap().clone();
+    let total: usize = calls.values().sum();
+    let missing = (0..INSTANCES as u64)
+        .flat_map(|k| (1..=BRANCHES as u64).map(move |n| (k, n)))
+        .filter(|c| !calls.contains_key(c))
+        .count();
+    let keys = stub.keys.lock().unwrap().len();
+    eprintln!(
+        "crash test: {KILLS} kills, {INSTANCES} instances, {} activities, {total} activity calls \
+         ({} re-executions), {keys} distinct idempotency keys seen by the callee, \
+         {lost} lost, {duplicated} duplicated, {:.1} s",
+        INSTANCES * BRANCHES,
+        total - INSTANCES * BRANCHES,
+        began.elapsed().as_secs_f64()
+    );
+    assert_eq!((lost, duplicated, missing), (0, 0, 0));
+    assert_eq!(
+        keys,
+        INSTANCES * BRANCHES,
+        "each activity carries one stable idempotency key, whatever the attempts"
+    );
+    server.kill();
+}
+
+/// The process dies after the instance is committed and before anyone is answered: the
+/// instance exists after the restart, and the client's retry with its key finds it instead of
+/// starting another.
+#[test]
+fn a_crash_between_commit_and_answer_keeps_the_instance() {
+    let stub = stand_in();
+    let dir = tempfile::tempdir().unwrap();
+    app(dir.path(), stub.port);
+    let body = json!({"k": 7}).to_string();
+    let mut doomed = Server::start(dir.path(), &[("BATON_FAILPOINT_ABORT_AFTER_START", "Fan")]);
+    let r = http(
+        &doomed.addr,
+        "POST",
+        "/api/Fan",
+        &[("idempotency-key", "once")],
+        &body,
+    );
+    assert!(
+        !matches!(r, Ok((202, _, _))),
+        "the server answered before dying: {r:?}"
+    );
+    let exit = doomed.child.wait().expect("exits");
+    assert!(!exit.success(), "the failpoint aborts the process: {exit}");
+
+    let server = Server::start(dir.path(), &[]);
+    let (status, _, list) = http(&server.addr, "GET", "/api/instances", &[], "").unwrap();
+    assert_eq!(status, 200);
+    let items = list.as_array().unwrap();
+    assert_eq!(items.len(), 1, "the committed instance survived: {list}");
+    let id = items[0]["instanceId"].as_str().unwrap().to_owned();
+    let (status, headers, answer) = http(
+        &server.addr,
+        "POST",
+        "/api/Fan",
+        &[("idempotency-key", "once")],
+        &body,
+    )
+    .unwrap();
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(answer["id"], id, "the retry finds the same instance");
+    assert_eq!(
+        headers.get("idempotent-replayed").map(String::as_str),
+        Some("true")
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, _, s) = http(
+            &server.addr,
+            "GET",
+            &format!("/api/instances/{id}"),
+            &[],
+            "",
+        )
+        .unwrap();
+        if status == 200 {
+            assert_eq!(s["runtimeStatus"], "Completed", "{s}");
+            let got: HashSet<String> = s["output"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(Value::to_string)
+                .collect();
+            assert_eq!(got, expected(7));
+            break;
+        }
+        assert!(Instant::now() < deadline, "never completed: {s}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (_, _, list) = http(&server.addr, "GET", "/api/instances", &[], "").unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1, "no second instance");
+    server.kill();
+}
