@@ -446,6 +446,20 @@ impl<S: Store> Durable<S> {
                     return;
                 };
                 let me = Arc::clone(&self);
+                if work.kind == WorkKind::Message {
+                    // Posted here, in claim order (due time, then id: the order they were
+                    // sent), so that an instance applies its messages in that order: a suspend
+                    // and a resume sent one after the other never trade places, as they could
+                    // if each were handed over by a task of its own.
+                    let instance = work.instance.clone();
+                    if me.post(work) {
+                        tokio::spawn(async move {
+                            me.drain(&instance).await;
+                            drop(permit);
+                        });
+                    }
+                    continue;
+                }
                 tokio::spawn(async move {
                     me.carry_out(work).await;
                     drop(permit);
@@ -504,9 +518,9 @@ impl<S: Store> Durable<S> {
         work: &Work,
         activity: Activity,
     ) -> baton_core::interp::CallResult {
-        let call = self
-            .runner
-            .invoke_keyed(activity.task, activity.request, &activity.idempotency_key);
+        let call =
+            self.runner
+                .invoke_keyed(activity.task, activity.request, &activity.idempotency_key);
         tokio::pin!(call);
         let renew_every = self.options.lease / 3;
         let lease_ms = self.options.lease.as_millis() as i64;
@@ -528,27 +542,45 @@ impl<S: Store> Durable<S> {
     /// cost one or two commits instead of six racing on one revision.
     async fn deliver(&self, work: Work, fed: Fed) {
         let instance = work.instance.clone();
-        {
-            let mut boxes = self
-                .mailboxes
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            if let Some(waiting) = boxes.get_mut(&instance) {
-                waiting.push((work, fed));
-                return;
-            }
-            boxes.insert(instance.clone(), vec![(work, fed)]);
+        if self.enqueue(work, fed) {
+            self.drain(&instance).await;
         }
+    }
+
+    /// Puts a claimed message into its instance's mailbox; true when the caller is to
+    /// [`drain`](Self::drain) it (no feeder is at work on the instance).
+    fn post(&self, mut work: Work) -> bool {
+        let payload = std::mem::take(&mut work.payload);
+        self.enqueue(work, Fed::Message(payload))
+    }
+
+    /// Puts an outcome into its instance's mailbox; true when no feeder was at work on the
+    /// instance, and the caller becomes it.
+    fn enqueue(&self, work: Work, fed: Fed) -> bool {
+        let mut boxes = self
+            .mailboxes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(waiting) = boxes.get_mut(&work.instance) {
+            waiting.push((work, fed));
+            return false;
+        }
+        boxes.insert(work.instance.clone(), vec![(work, fed)]);
+        true
+    }
+
+    /// Feeds an instance's mailbox until it is empty, then gives the instance up.
+    async fn drain(&self, instance: &str) {
         loop {
             let batch = {
                 let mut boxes = self
                     .mailboxes
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner);
-                match boxes.get_mut(&instance) {
+                match boxes.get_mut(instance) {
                     Some(waiting) if !waiting.is_empty() => std::mem::take(waiting),
                     _ => {
-                        boxes.remove(&instance);
+                        boxes.remove(instance);
                         return;
                     }
                 }
