@@ -22,7 +22,8 @@ use utoipa::openapi::path::{
 use utoipa::openapi::request_body::{RequestBody, RequestBodyBuilder};
 use utoipa::openapi::response::{Response, ResponseBuilder};
 use utoipa::openapi::schema::{
-    AdditionalProperties, ComponentsBuilder, ObjectBuilder, Ref, Schema, SchemaType, Type,
+    AdditionalProperties, ArrayBuilder, ComponentsBuilder, ObjectBuilder, Ref, Schema, SchemaType,
+    Type,
 };
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{
@@ -31,10 +32,19 @@ use utoipa::openapi::{
 
 use crate::state::ApiState;
 
+// A submodule rather than a sibling, so that it shares this file's private helpers.
+#[path = "openapi_instances.rs"]
+mod instances;
+
 /// The security scheme of a key in `x-functions-key`.
 const KEY_HEADER: &str = "functionKey";
 /// The security scheme of a key in `?code=`.
 const KEY_QUERY: &str = "functionKeyQuery";
+/// The security scheme of a host key in `x-functions-key`: the same header as [`KEY_HEADER`],
+/// named apart so that a route needing a host key says so.
+const HOST_KEY_HEADER: &str = "hostKey";
+/// The security scheme of a host key in `?code=`.
+const HOST_KEY_QUERY: &str = "hostKeyQuery";
 
 const JSON: &str = "application/json";
 const PROBLEM: &str = "application/problem+json";
@@ -86,8 +96,7 @@ fn paths(app: &App, prefix: &str) -> Paths {
     for f in &app.functions {
         paths = paths.path(format!("/{prefix}/{}", f.route), trigger(app, f));
     }
-    paths
-        .path(format!("/{prefix}/instances/{{id}}"), instance_status(app))
+    instances::paths(paths, app, prefix)
         .path(format!("/{prefix}/GetResult"), get_result(app))
         .path("/healthz", healthz())
         .path("/readyz", readyz())
@@ -152,9 +161,14 @@ fn trigger_operation(app: &App, f: &Function, method: &str, id: String) -> Opera
     if takes_body(method) {
         op = op.request_body(Some(input_body()));
     }
-    if f.auth != AuthLevel::Anonymous {
+    let security = match f.auth {
+        AuthLevel::Anonymous => None,
+        AuthLevel::Function => Some(keys()),
+        AuthLevel::Admin => Some(host_keys()),
+    };
+    if let Some(security) = security {
         let refused = problem("No key, or a key that is not valid for this function.");
-        op = op.response("401", refused).securities(Some(keys()));
+        op = op.response("401", refused).securities(Some(security));
     }
     op.build()
 }
@@ -245,45 +259,6 @@ fn trigger_description(f: &Function, method: &str) -> String {
         f.name,
         f.auth.as_str()
     )
-}
-
-fn instance_status(app: &App) -> PathItem {
-    let op = OperationBuilder::new()
-        .operation_id(Some("getInstanceStatus"))
-        .tag("instances")
-        .summary(Some("The status of an instance"))
-        .description(Some(
-            "Open to a host key and to the keys of the function that started the instance (no \
-             key if it is anonymous). Finished instances are forgotten after the retention time.",
-        ))
-        .parameter(
-            ParameterBuilder::new()
-                .name("id")
-                .parameter_in(ParameterIn::Path)
-                .required(Required::True)
-                .schema(Some(string())),
-        )
-        .response(
-            "200",
-            json_response(
-                "Finished; `runtimeStatus` says how.",
-                Ref::from_schema_name("InstanceStatus"),
-            ),
-        )
-        .response(
-            "202",
-            accepted("the status so far", Ref::from_schema_name("InstanceStatus")),
-        )
-        .response(
-            "401",
-            problem("No key, or a key that is not valid for this instance."),
-        )
-        .response(
-            "404",
-            problem("No such instance (unknown, or finished and forgotten)."),
-        )
-        .securities(Some(instance_keys(app)));
-    PathItem::new(HttpMethod::Get, op)
 }
 
 fn get_result(app: &App) -> PathItem {
@@ -405,6 +380,14 @@ fn keys() -> Vec<SecurityRequirement> {
     ]
 }
 
+/// Either host key scheme satisfies a route that needs a host key.
+fn host_keys() -> Vec<SecurityRequirement> {
+    vec![
+        SecurityRequirement::new(HOST_KEY_HEADER, Vec::<String>::new()),
+        SecurityRequirement::new(HOST_KEY_QUERY, Vec::<String>::new()),
+    ]
+}
+
 /// Instance routes need a key unless the instance's function is anonymous; when the app has an
 /// anonymous function, "no key" (the empty requirement) is one of the alternatives.
 fn instance_keys(app: &App) -> Vec<SecurityRequirement> {
@@ -467,7 +450,7 @@ fn components() -> Components {
         v.description = Some(description.to_owned());
         SecurityScheme::ApiKey(in_(v))
     };
-    ComponentsBuilder::new()
+    let components = ComponentsBuilder::new()
         .security_scheme(
             KEY_HEADER,
             key(
@@ -484,10 +467,22 @@ fn components() -> Components {
                 "A function key, or a host key, in the query.",
             ),
         )
+        .security_scheme(
+            HOST_KEY_HEADER,
+            key(
+                ApiKey::Header,
+                "x-functions-key",
+                "A host key (the master key or another host key).",
+            ),
+        )
+        .security_scheme(
+            HOST_KEY_QUERY,
+            key(ApiKey::Query, "code", "A host key, in the query."),
+        )
         .schema("Problem", problem_schema())
         .schema("CheckStatus", check_status_schema())
-        .schema("InstanceStatus", instance_status_schema())
-        .build()
+        .schema("InstanceStatus", instance_status_schema());
+    instances::schemas(components).build()
 }
 
 /// RFC 9457: the standard members, plus extensions (`errors`, `task`, `line`, `column`, `limit`).
@@ -510,13 +505,55 @@ fn problem_schema() -> Schema {
         .into()
 }
 
+/// The 202 body of a trigger. A durable instance's also says how to manage it (the links of
+/// Durable Functions' check-status body, `durable_status_body` in triggers.rs); `{eventName}`
+/// and `{text}` in them are for the client to fill in.
 fn check_status_schema() -> Schema {
-    ObjectBuilder::new()
-        .property("id", string())
-        .property("statusQueryGetUri", string())
-        .required("id")
-        .required("statusQueryGetUri")
-        .into()
+    // The management links hold `{eventName}` or `{text}`: RFC 6570 templates, not URIs.
+    let links = [
+        ("statusQueryGetUri", "uri", "The instance's status."),
+        (
+            "sendEventPostUri",
+            "uri-template",
+            "Durable instances only: POST an event's data here, `{eventName}` replaced by its \
+             type.",
+        ),
+        (
+            "terminatePostUri",
+            "uri-template",
+            "Durable instances only: POST to terminate; `{text}` is the reason.",
+        ),
+        (
+            "suspendPostUri",
+            "uri-template",
+            "Durable instances only: POST to suspend; `{text}` is the reason.",
+        ),
+        (
+            "resumePostUri",
+            "uri-template",
+            "Durable instances only: POST to resume; `{text}` is the reason.",
+        ),
+        (
+            "rewindPostUri",
+            "uri-template",
+            "Durable instances only: POST to rewind a Failed instance; `{text}` is the reason.",
+        ),
+        (
+            "purgeHistoryDeleteUri",
+            "uri",
+            "Durable instances only: DELETE to purge the finished instance and its history.",
+        ),
+    ];
+    let mut body = ObjectBuilder::new().property("id", string());
+    for (name, format, description) in links {
+        let link = string()
+            .format(Some(utoipa::openapi::SchemaFormat::Custom(
+                format.to_owned(),
+            )))
+            .description(Some(description));
+        body = body.property(name, link);
+    }
+    body.required("id").required("statusQueryGetUri").into()
 }
 
 fn instance_status_schema() -> Schema {
@@ -525,6 +562,7 @@ fn instance_status_schema() -> Schema {
         .enum_values(Some([
             "Pending",
             "Running",
+            "Suspended",
             "Completed",
             "Failed",
             "Terminated",
@@ -543,6 +581,31 @@ fn instance_status_schema() -> Schema {
         .property("output", any())
         .property("createdTime", time())
         .property("lastUpdatedTime", time())
+        .property(
+            "definition",
+            ObjectBuilder::new()
+                .description(Some(
+                    "Durable instances only: the definition the instance is pinned to.",
+                ))
+                .property("name", string().description(Some("`namespace/name`.")))
+                .property("version", string())
+                .property(
+                    "hash",
+                    string().description(Some("The SHA-256 of the definition's content.")),
+                )
+                .required("name")
+                .required("version")
+                .required("hash"),
+        )
+        .property(
+            "historyEvents",
+            ArrayBuilder::new()
+                .items(Ref::from_schema_name("HistoryEvent"))
+                .description(Some(
+                    "With `showHistory=true`, for a durable instance: its history, oldest \
+                     first (at most 1000 events).",
+                )),
+        )
         .into()
 }
 

@@ -266,3 +266,316 @@ async fn openapi_security_follows_each_functions_auth_level() {
         "a workflow without an input schema accepts any JSON"
     );
 }
+
+/// Where the instance routes are mounted: under the prefix, and for Durable Functions clients.
+const INSTANCE_BASES: [(&str, &str); 2] = [
+    ("/api", "instances"),
+    ("/runtime/webhooks/durabletask", "durable-functions-compat"),
+];
+
+/// The statuses an operation documents, in order.
+fn statuses(op: &Value) -> Vec<&str> {
+    op["responses"]
+        .as_object()
+        .unwrap_or_else(|| panic!("no responses: {op}"))
+        .keys()
+        .map(String::as_str)
+        .collect()
+}
+
+/// The names of an operation's parameters that are `in` the given place.
+fn parameters<'a>(op: &'a Value, place: &str) -> Vec<&'a str> {
+    op["parameters"]
+        .as_array()
+        .map(|ps| {
+            ps.iter()
+                .filter(|p| p["in"] == place)
+                .map(|p| p["name"].as_str().expect("a name"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// What the document says of one operation of the instance routes.
+struct Expected {
+    /// After `{base}/instances`.
+    path: &'static str,
+    method: &'static str,
+    /// Sorted.
+    statuses: &'static [&'static str],
+    /// The query parameters, in order.
+    query: &'static [&'static str],
+    host_key: bool,
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_the_instance_routes_under_both_mounts() {
+    let doc = openapi(&state(App::sample().expect("sample"), Keys::default()).await).await;
+    let host = serde_json::json!([{"hostKey": []}, {"hostKeyQuery": []}]);
+    let function = serde_json::json!([{"functionKey": []}, {"functionKeyQuery": []}]);
+    let schemes = &doc["components"]["securitySchemes"];
+    assert_eq!(schemes["hostKey"]["name"], "x-functions-key");
+    assert_eq!(schemes["hostKeyQuery"]["in"], "query");
+    for (base, tag) in INSTANCE_BASES {
+        let path = |p: &str| &doc["paths"][format!("{base}/instances{p}")];
+        let table = [
+            Expected {
+                path: "",
+                method: "get",
+                statuses: &["200", "400", "401", "404", "503"],
+                query: &[
+                    "runtimeStatus",
+                    "name",
+                    "createdTimeFrom",
+                    "createdTimeTo",
+                    "instanceIdPrefix",
+                    "top",
+                    "continuationToken",
+                    "showInput",
+                ],
+                host_key: true,
+            },
+            Expected {
+                path: "",
+                method: "delete",
+                statuses: &["200", "400", "401", "404", "503"],
+                query: &[
+                    "runtimeStatus",
+                    "name",
+                    "createdTimeFrom",
+                    "createdTimeTo",
+                    "instanceIdPrefix",
+                ],
+                host_key: true,
+            },
+            Expected {
+                path: "/{id}",
+                method: "get",
+                statuses: &["200", "202", "401", "404", "500", "503"],
+                query: &[
+                    "showHistory",
+                    "showInput",
+                    "returnInternalServerErrorOnFailure",
+                ],
+                host_key: false,
+            },
+            Expected {
+                path: "/{id}",
+                method: "delete",
+                statuses: &["200", "401", "404", "412", "503"],
+                query: &[],
+                host_key: true,
+            },
+            Expected {
+                path: "/{id}/history",
+                method: "get",
+                statuses: &["200", "400", "401", "404", "503"],
+                query: &["top", "continuationToken"],
+                host_key: true,
+            },
+            Expected {
+                path: "/{id}/terminate",
+                method: "post",
+                statuses: &["202", "401", "404", "410", "503"],
+                query: &["reason"],
+                host_key: true,
+            },
+            Expected {
+                path: "/{id}/suspend",
+                method: "post",
+                statuses: &["202", "401", "404", "410", "503"],
+                query: &["reason"],
+                host_key: true,
+            },
+            Expected {
+                path: "/{id}/resume",
+                method: "post",
+                statuses: &["202", "401", "404", "410", "503"],
+                query: &["reason"],
+                host_key: true,
+            },
+            Expected {
+                path: "/{id}/rewind",
+                method: "post",
+                statuses: &["202", "401", "404", "412", "503"],
+                query: &["reason"],
+                host_key: true,
+            },
+            Expected {
+                path: "/{id}/raiseEvent/{eventName}",
+                method: "post",
+                statuses: &["202", "400", "401", "404", "410", "413", "415", "503"],
+                query: &[],
+                host_key: true,
+            },
+        ];
+        let mut expected: Vec<String> = table
+            .iter()
+            .map(|e| format!("{} {base}/instances{}", e.method, e.path))
+            .collect();
+        expected.sort();
+        let mut described: Vec<String> = doc["paths"]
+            .as_object()
+            .expect("paths")
+            .iter()
+            .filter(|(p, _)| p.starts_with(&format!("{base}/instances")))
+            .flat_map(|(p, item)| {
+                let methods = item.as_object().expect("a path item").keys();
+                methods.map(move |m| format!("{m} {p}"))
+            })
+            .collect();
+        described.sort();
+        assert_eq!(described, expected, "exactly these operations");
+        for Expected {
+            path: p,
+            method,
+            statuses: want,
+            query,
+            host_key,
+        } in table
+        {
+            let op = &path(p)[method];
+            let at = format!("{method} {base}/instances{p}");
+            assert!(op.is_object(), "{at} is missing");
+            let mut got = statuses(op);
+            got.sort_unstable();
+            assert_eq!(got, want, "{at}");
+            assert_eq!(parameters(op, "query"), query, "{at}");
+            assert_eq!(op["tags"], serde_json::json!([tag]), "{at}");
+            let security = if host_key { &host } else { &function };
+            assert_eq!(&op["security"], security, "{at}");
+            if p.contains("{id}") {
+                assert_eq!(parameters(op, "path")[0], "id", "{at}");
+            }
+            for (status, r) in op["responses"].as_object().expect("responses") {
+                if status.starts_with(['4', '5']) {
+                    assert_eq!(
+                        r["content"]["application/problem+json"]["schema"]["$ref"],
+                        "#/components/schemas/Problem",
+                        "{at} {status}"
+                    );
+                }
+            }
+        }
+        assert!(
+            doc["paths"][format!("{base}/instances/{{id}}/{{action}}")].is_null(),
+            "the actions are four paths, not a template"
+        );
+        let list = &path("")["get"];
+        assert_eq!(parameters(list, "header"), ["x-ms-continuation-token"]);
+        assert!(list["responses"]["200"]["headers"]["x-ms-continuation-token"].is_object());
+        assert_eq!(
+            list["responses"]["200"]["content"]["application/json"]["schema"]["items"]["$ref"],
+            "#/components/schemas/InstanceStatus"
+        );
+        let history = &path("/{id}/history")["get"];
+        assert_eq!(parameters(history, "header"), ["x-ms-continuation-token"]);
+        assert!(history["responses"]["200"]["headers"]["x-ms-continuation-token"].is_object());
+        let status = &path("/{id}")["get"];
+        let failed = &status["responses"]["500"]["content"];
+        assert_eq!(
+            failed["application/json"]["schema"]["$ref"],
+            "#/components/schemas/InstanceStatus"
+        );
+        assert!(status["responses"]["202"]["headers"]["Retry-After"].is_object());
+        let raise = &path("/{id}/raiseEvent/{eventName}")["post"];
+        assert_eq!(parameters(raise, "path"), ["id", "eventName"]);
+        assert!(raise["requestBody"]["content"]["application/json"].is_object());
+        for (p, method) in [("", "delete"), ("/{id}", "delete")] {
+            assert_eq!(
+                path(p)[method]["responses"]["200"]["content"]["application/json"]["schema"]["$ref"],
+                "#/components/schemas/Purged"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_openapi_schemas_carry_the_durable_members() {
+    let doc = openapi(&state(App::sample().expect("sample"), Keys::default()).await).await;
+    let schemas = &doc["components"]["schemas"];
+    let status = &schemas["InstanceStatus"]["properties"];
+    assert!(
+        status["runtimeStatus"]["enum"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from("Suspended"))
+    );
+    for member in ["name", "version", "hash"] {
+        assert!(
+            status["definition"]["properties"][member].is_object(),
+            "{member}"
+        );
+    }
+    assert_eq!(
+        status["historyEvents"]["items"]["$ref"],
+        "#/components/schemas/HistoryEvent"
+    );
+    let check = &schemas["CheckStatus"]["properties"];
+    for uri in [
+        "statusQueryGetUri",
+        "sendEventPostUri",
+        "terminatePostUri",
+        "suspendPostUri",
+        "resumePostUri",
+        "rewindPostUri",
+        "purgeHistoryDeleteUri",
+    ] {
+        assert!(check[uri].is_object(), "{uri}");
+    }
+    for member in ["seq", "at", "kind", "data"] {
+        assert!(
+            schemas["HistoryEvent"]["properties"][member].is_object(),
+            "{member}"
+        );
+    }
+    assert!(schemas["InstanceHistory"]["properties"]["events"].is_object());
+    assert!(schemas["Purged"]["properties"]["instancesDeleted"].is_object());
+}
+
+#[tokio::test]
+async fn every_operation_id_in_the_openapi_document_is_unique() {
+    let doc = openapi(&state(App::sample().expect("sample"), Keys::default()).await).await;
+    let mut seen = BTreeMap::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("a path item") {
+            let id = op["operationId"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{method} {path} has no operationId"));
+            if let Some(first) = seen.insert(id.to_owned(), format!("{method} {path}")) {
+                panic!("`{id}` names both {first} and {method} {path}");
+            }
+        }
+    }
+    assert!(seen.contains_key("listInstances") && seen.contains_key("listInstancesDurableTask"));
+}
+
+/// Every instance route the document describes is one the router serves: asked with the
+/// documented method, none falls through to "nothing is served" or "does not accept".
+#[tokio::test]
+async fn the_documented_instance_routes_are_served() {
+    let s = state(App::sample().expect("sample"), Keys::default()).await;
+    let doc = openapi(&s).await;
+    let mut asked = 0;
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        if !path.contains("/instances") {
+            continue;
+        }
+        let uri = path
+            .replace("{id}", "0123456789abcdef0123456789abcdef")
+            .replace("{eventName}", "go");
+        for method in item.as_object().expect("a path item").keys() {
+            let req = axum::http::Request::builder()
+                .method(method.to_ascii_uppercase().as_str())
+                .uri(&uri)
+                .body(axum::body::Body::empty())
+                .expect("request");
+            let a = send(&s, req).await;
+            let at = format!("{method} {uri}");
+            assert_ne!(a.status, StatusCode::METHOD_NOT_ALLOWED, "{at}: {}", a.text);
+            assert!(!a.text.contains("nothing is served"), "{at}: {}", a.text);
+            asked += 1;
+        }
+    }
+    assert_eq!(asked, 2 * 10);
+}
