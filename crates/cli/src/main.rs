@@ -3,6 +3,7 @@
 mod bench;
 mod check;
 mod files;
+mod instances;
 mod keys;
 mod problem;
 mod run;
@@ -48,6 +49,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Manage function and host keys.
     Keys(keys::KeysArgs),
+    /// List, inspect and manage the durable instances of a running server.
+    Instances(Box<instances::InstancesArgs>),
     /// Run one workflow in-process and print its output as JSON.
     Run {
         /// The workflow definition (YAML or JSON).
@@ -87,6 +90,7 @@ fn main() -> ExitCode {
         } => run::run(&file, input.as_deref(), secrets.as_deref()),
         Command::Serve(args) => serve::serve(&args),
         Command::Keys(args) => keys::keys(&args),
+        Command::Instances(args) => instances::instances(&args),
         Command::Check { path } => check::check(&path),
         Command::Bench(args) => bench::run(*args),
     }
