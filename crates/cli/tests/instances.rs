@@ -160,17 +160,6 @@ fn baton(url: &str, args: &[&str]) -> Output {
         .expect("baton runs")
 }
 
-/// A refusal with 501, rendered as a problem on standard error with exit status 1.
-fn not_implemented(o: &Output) -> bool {
-    let err = stderr(o);
-    let yes = err.contains("(HTTP 501)");
-    if yes {
-        assert_eq!(o.status.code(), Some(1), "{err}");
-        assert!(err.starts_with("baton instances: Not Implemented"), "{err}");
-    }
-    yes
-}
-
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
@@ -298,34 +287,25 @@ fn instances_are_suspended_resumed_and_terminated() {
     let id = server.start_instance("Slow", "{}");
     server.wait_for(&id, "Running");
 
-    // docs/instances.md promises 202 for suspend, resume and rewind; the server answers 501
-    // until the engine supports them (commit "API: durable instances"). Either way the CLI
-    // must say so: a one-line confirmation, or the problem on standard error with status 1.
     let suspend = server.cli(&["suspend", &id, "--reason", "maintenance"]);
-    if not_implemented(&suspend) {
-        assert!(not_implemented(&server.cli(&["resume", &id])));
-    } else {
-        assert!(suspend.status.success(), "{}", stderr(&suspend));
-        assert_eq!(
-            String::from_utf8_lossy(&suspend.stdout).trim(),
-            format!("{id}: suspend accepted (reason: maintenance)")
-        );
-        server.wait_for(&id, "Suspended");
-        assert_eq!(
-            server.ok(&["resume", &id]).trim(),
-            format!("{id}: resume accepted")
-        );
-        server.wait_for(&id, "Running");
-    }
+    assert!(suspend.status.success(), "{}", stderr(&suspend));
+    assert_eq!(
+        String::from_utf8_lossy(&suspend.stdout).trim(),
+        format!("{id}: suspend accepted (reason: maintenance)")
+    );
+    server.wait_for(&id, "Suspended");
+    assert_eq!(
+        server.ok(&["resume", &id]).trim(),
+        format!("{id}: resume accepted")
+    );
+    server.wait_for(&id, "Running");
     let not_failed = server.cli(&["rewind", &id]);
-    if !not_implemented(&not_failed) {
-        assert_eq!(not_failed.status.code(), Some(1));
-        assert!(
-            stderr(&not_failed).contains("(HTTP 412)"),
-            "{}",
-            stderr(&not_failed)
-        );
-    }
+    assert_eq!(not_failed.status.code(), Some(1));
+    assert!(
+        stderr(&not_failed).contains("(HTTP 412)"),
+        "{}",
+        stderr(&not_failed)
+    );
 
     let early = server.cli(&["purge", &id]);
     assert_eq!(
