@@ -159,6 +159,7 @@ impl SqliteStore {
         .map_err(transient)?;
         conn.busy_timeout(self.options.busy_timeout)
             .map_err(transient)?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         Ok(conn)
     }
 }
@@ -166,6 +167,7 @@ impl SqliteStore {
 /// WAL, the synchronous level and the busy timeout, each read back to check it took.
 fn configure(conn: &Connection, options: &Options, path: &Path) -> Result<(), StoreError> {
     conn.busy_timeout(options.busy_timeout).map_err(permanent)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     let mode: String = conn
         .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
         .map_err(permanent)?;
@@ -199,6 +201,25 @@ pub(crate) fn now_ms() -> Millis {
 }
 
 /// Locking trouble is worth retrying; everything else SQLite reports is not.
+/// `execute` through the connection's statement cache: each statement is parsed once per
+/// connection, not once per call.
+pub(crate) fn exec(c: &Connection, sql: &str, p: impl rusqlite::Params) -> rusqlite::Result<usize> {
+    c.prepare_cached(sql)?.execute(p)
+}
+
+/// `query_row` through the connection's statement cache.
+pub(crate) fn row<T>(
+    c: &Connection,
+    sql: &str,
+    p: impl rusqlite::Params,
+    f: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    c.prepare_cached(sql)?.query_row(p, f)
+}
+
+/// Statements kept prepared per connection; more than the store has.
+const STATEMENT_CACHE: usize = 64;
+
 pub(crate) fn classify(e: rusqlite::Error) -> StoreError {
     use rusqlite::ErrorCode::{DatabaseBusy, DatabaseLocked};
     match e.sqlite_error_code() {

@@ -8,13 +8,14 @@ use rusqlite::types::Value as Sql;
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 use serde_json::Value;
 
-use crate::classify;
+use crate::{classify, row};
 
 const INSTANCE_COLUMNS: &str = "id, function, definition, status, input, output, error, \
      custom_status, state, created_at, updated_at, revision";
 
 pub(crate) fn definition(c: &Connection, hash: &str) -> Result<Option<Definition>, StoreError> {
-    c.query_row(
+    row(
+        c,
         "SELECT hash, name, version, source FROM definitions WHERE hash = ?1",
         [hash],
         |r| {
@@ -31,7 +32,8 @@ pub(crate) fn definition(c: &Connection, hash: &str) -> Result<Option<Definition
 }
 
 pub(crate) fn instance(c: &Connection, id: &str) -> Result<Option<InstanceRow>, StoreError> {
-    c.query_row(
+    row(
+        c,
         &format!("SELECT {INSTANCE_COLUMNS} FROM instances WHERE id = ?1"),
         [id],
         instance_row,
@@ -230,8 +232,7 @@ pub(crate) fn history(
 }
 
 pub(crate) fn next_due(c: &Connection) -> Result<Option<Millis>, StoreError> {
-    c.query_row("SELECT MIN(available_at) FROM work", [], |r| r.get(0))
-        .map_err(classify)
+    row(c, "SELECT MIN(available_at) FROM work", [], |r| r.get(0)).map_err(classify)
 }
 
 /// The binding of `key` if it has not expired by `now`.
@@ -240,7 +241,8 @@ pub(crate) fn idempotency(
     key: &str,
     now: Millis,
 ) -> Result<Option<KeyBinding>, StoreError> {
-    c.query_row(
+    row(
+        c,
         "SELECT instance, request_hash FROM idempotency WHERE key = ?1 AND expires_at > ?2",
         params![key, now],
         |r| {

@@ -16,7 +16,7 @@ use baton_store::{
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use tokio::sync::oneshot;
 
-use crate::{classify, now_ms, reads};
+use crate::{classify, exec, now_ms, reads, row};
 
 /// A write waiting for the thread: runs in its savepoint and returns how to answer its caller
 /// once the batch's fate is known, and whether it should wake dispatchers.
@@ -145,16 +145,19 @@ fn run(
         // Jobs never run (the transaction did not begin) are dropped, and their callers hear
         // that the write was not stored.
         drop(batch);
-        let stored = replies.len() as u64;
+        // Counted before anyone hears back, so that a caller reading the counters after its
+        // commit returned sees that commit in them.
+        if failed.is_none() {
+            counters.transactions.fetch_add(1, Ordering::Relaxed);
+            counters
+                .writes
+                .fetch_add(replies.len() as u64, Ordering::Relaxed);
+        }
         for reply in replies {
             reply(failed.as_ref());
         }
-        if failed.is_none() {
-            counters.transactions.fetch_add(1, Ordering::Relaxed);
-            counters.writes.fetch_add(stored, Ordering::Relaxed);
-            if wake {
-                wakeups.notify_waiters();
-            }
+        if failed.is_none() && wake {
+            wakeups.notify_waiters();
         }
     }
 }
@@ -168,7 +171,8 @@ fn json(v: &serde_json::Value) -> String {
 }
 
 pub(crate) fn put_definition(t: &Transaction<'_>, d: &Definition) -> Result<(), CommitError> {
-    t.execute(
+    exec(
+        t,
         "INSERT INTO definitions (hash, name, version, source) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (hash) DO NOTHING",
         params![d.hash, d.name, d.version, d.source],
@@ -183,14 +187,14 @@ pub(crate) fn commit(
     c: Commit,
 ) -> Result<Committed, CommitError> {
     let i = &c.instance;
-    let found: Option<(i64, i64)> = t
-        .query_row(
-            "SELECT revision, history_len FROM instances WHERE id = ?1",
-            [&i.id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()
-        .map_err(store)?;
+    let found: Option<(i64, i64)> = row(
+        t,
+        "SELECT revision, history_len FROM instances WHERE id = ?1",
+        [&i.id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .optional()
+    .map_err(store)?;
     let conflict = || CommitError::Conflict {
         instance: i.id.clone(),
         expected: c.expected_revision,
@@ -205,7 +209,8 @@ pub(crate) fn commit(
     let output = i.output.as_ref().map(json);
     let error = i.error.as_ref().map(json);
     let custom = i.custom_status.as_ref().map(json);
-    t.execute(
+    exec(
+        t,
         "INSERT INTO instances (id, function, definition, status, input, output, error,
              custom_status, state, created_at, updated_at, revision, history_len)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
@@ -233,12 +238,12 @@ pub(crate) fn commit(
     )
     .map_err(store)?;
     for h in &c.done {
-        let n = t
-            .execute(
-                "DELETE FROM work WHERE id = ?1 AND fence = ?2",
-                params![h.id, h.fence],
-            )
-            .map_err(store)?;
+        let n = exec(
+            t,
+            "DELETE FROM work WHERE id = ?1 AND fence = ?2",
+            params![h.id, h.fence],
+        )
+        .map_err(store)?;
         if n == 0 {
             return Err(CommitError::Fenced {
                 id: h.id,
@@ -247,7 +252,8 @@ pub(crate) fn commit(
         }
     }
     for (kind, token) in &c.cancel {
-        t.execute(
+        exec(
+            t,
             "DELETE FROM work WHERE instance = ?1 AND kind = ?2 AND token = ?3",
             params![i.id, kind.as_str(), *token as i64],
         )
@@ -258,7 +264,8 @@ pub(crate) fn commit(
         enqueued.push(insert_work(t, w)?);
     }
     for (n, e) in c.history.iter().enumerate() {
-        t.execute(
+        exec(
+            t,
             "INSERT INTO history (instance, seq, at, kind, data) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![i.id, history_len + 1 + n as i64, now, e.kind, json(&e.data)],
         )
@@ -268,7 +275,8 @@ pub(crate) fn commit(
         if let Some(bound) = reads::idempotency(t, &k.key, now).map_err(CommitError::Store)? {
             return Err(CommitError::KeyTaken(bound));
         }
-        t.execute(
+        exec(
+            t,
             "INSERT INTO idempotency (key, instance, request_hash, expires_at)
              VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (key) DO UPDATE SET instance = excluded.instance,
@@ -281,14 +289,14 @@ pub(crate) fn commit(
 }
 
 pub(crate) fn send(t: &Transaction<'_>, w: &NewWork) -> Result<i64, CommitError> {
-    let exists = t
-        .query_row(
-            "SELECT 1 FROM instances WHERE id = ?1",
-            [&w.instance],
-            |_| Ok(()),
-        )
-        .optional()
-        .map_err(store)?;
+    let exists = row(
+        t,
+        "SELECT 1 FROM instances WHERE id = ?1",
+        [&w.instance],
+        |_| Ok(()),
+    )
+    .optional()
+    .map_err(store)?;
     if exists.is_none() {
         return Err(CommitError::Store(StoreError::Permanent(format!(
             "no instance `{}` to send work to",
@@ -299,7 +307,8 @@ pub(crate) fn send(t: &Transaction<'_>, w: &NewWork) -> Result<i64, CommitError>
 }
 
 fn insert_work(t: &Transaction<'_>, w: &NewWork) -> Result<i64, CommitError> {
-    t.execute(
+    exec(
+        t,
         "INSERT INTO work (instance, kind, token, due_at, payload, available_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?4)",
         params![
@@ -327,7 +336,7 @@ pub(crate) fn claim(
             "UPDATE work SET owner = ?1, fence = fence + 1, attempt = attempt + 1,
                  lease_until = ?2, available_at = ?2
              WHERE id IN (SELECT id FROM work WHERE available_at <= ?3
-                          ORDER BY due_at, id LIMIT ?4)
+                          ORDER BY available_at, id LIMIT ?4)
              RETURNING id, instance, kind, token, due_at, payload, attempt, owner, fence,
                  lease_until",
         )
@@ -349,7 +358,8 @@ pub(crate) fn extend(
     lease_ms: i64,
 ) -> Result<Lease, CommitError> {
     let until = now + lease_ms.max(1);
-    t.query_row(
+    row(
+        t,
         "UPDATE work SET lease_until = ?1, available_at = ?1
          WHERE id = ?2 AND fence = ?3 AND owner IS NOT NULL
          RETURNING owner, fence, lease_until",
@@ -372,14 +382,14 @@ pub(crate) fn extend(
 
 /// Gives the item back; its fence moves on, so the releaser can no longer finish it.
 pub(crate) fn release(t: &Transaction<'_>, held: Held, due_at: Millis) -> Result<(), CommitError> {
-    let n = t
-        .execute(
-            "UPDATE work SET owner = NULL, lease_until = NULL, fence = fence + 1,
+    let n = exec(
+        t,
+        "UPDATE work SET owner = NULL, lease_until = NULL, fence = fence + 1,
                  due_at = ?1, available_at = ?1
              WHERE id = ?2 AND fence = ?3 AND owner IS NOT NULL",
-            params![due_at, held.id, held.fence],
-        )
-        .map_err(store)?;
+        params![due_at, held.id, held.fence],
+    )
+    .map_err(store)?;
     if n == 0 {
         return Err(CommitError::Fenced {
             id: held.id,
@@ -395,11 +405,9 @@ pub(crate) fn purge(t: &Transaction<'_>, id: &str) -> Result<bool, CommitError> 
         "DELETE FROM work WHERE instance = ?1",
         "DELETE FROM idempotency WHERE instance = ?1",
     ] {
-        t.execute(sql, [id]).map_err(store)?;
+        exec(t, sql, [id]).map_err(store)?;
     }
-    let n = t
-        .execute("DELETE FROM instances WHERE id = ?1", [id])
-        .map_err(store)?;
+    let n = exec(t, "DELETE FROM instances WHERE id = ?1", [id]).map_err(store)?;
     Ok(n > 0)
 }
 

@@ -391,7 +391,8 @@ pub trait Store: Send + Sync + 'static {
     fn send(&self, work: NewWork) -> impl Future<Output = Result<i64, StoreError>> + Send;
 
     /// Claims up to `max` work items that are due and not leased (or whose lease expired),
-    /// earliest due first, for `owner`, until `lease_ms` from now. Each claim takes a new fence.
+    /// earliest claimable first (an unleased item's due time, a taken-over item's lease
+    /// expiry), for `owner`, until `lease_ms` from now. Each claim takes a new fence.
     fn claim(
         &self,
         owner: &str,
