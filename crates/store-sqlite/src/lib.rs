@@ -190,6 +190,10 @@ fn configure(conn: &Connection, options: &Options, path: &Path) -> Result<(), St
     }
     conn.pragma_update(None, "foreign_keys", "ON")
         .map_err(permanent)?;
+    // The statement journal of each write's savepoint stays in memory instead of a temporary
+    // file: it only ever undoes one write of the open transaction.
+    conn.pragma_update(None, "temp_store", "MEMORY")
+        .map_err(permanent)?;
     Ok(())
 }
 

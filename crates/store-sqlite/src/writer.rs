@@ -96,14 +96,12 @@ fn in_savepoint<T>(
     t: &Transaction<'_>,
     f: impl FnOnce(&Transaction<'_>) -> Result<T, CommitError>,
 ) -> Result<T, CommitError> {
-    t.execute_batch("SAVEPOINT write").map_err(store)?;
+    exec(t, "SAVEPOINT write", []).map_err(store)?;
     let outcome = f(t);
-    let end = if outcome.is_ok() {
-        "RELEASE write"
-    } else {
-        "ROLLBACK TO write; RELEASE write"
-    };
-    t.execute_batch(end).map_err(store)?;
+    if outcome.is_err() {
+        exec(t, "ROLLBACK TO write", []).map_err(store)?;
+    }
+    exec(t, "RELEASE write", []).map_err(store)?;
     outcome
 }
 
