@@ -164,17 +164,38 @@ fn time(v: Option<&str>, parameter: &str, path: &str) -> Result<Option<i64>, Pro
     let Some(v) = v.filter(|v| !v.is_empty()) else {
         return Ok(None);
     };
-    let t = humantime::parse_rfc3339_weak(v).map_err(|e| {
+    let refuse = |why: String| {
         bad(
             path,
             parameter,
-            &format!("`{v}` is not an RFC 3339 time such as 2026-12-02T06:00:00Z ({e})"),
+            &format!("`{v}` is not an RFC 3339 time such as 2026-12-02T06:00:00Z ({why})"),
         )
-    })?;
+    };
+    // humantime reads UTC times; an explicit offset (`+02:00`) is applied here.
+    let (local, offset_ms) = split_offset(v);
+    let t = humantime::parse_rfc3339_weak(local).map_err(|e| refuse(e.to_string()))?;
     let ms = t
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
+        .map_or(0, |d| d.as_millis() as i64)
+        - offset_ms;
     Ok(Some(ms))
+}
+
+/// `2026-12-02T08:00:00+02:00` → (`2026-12-02T08:00:00`, 2 h in ms); a `Z` or no offset → 0.
+fn split_offset(v: &str) -> (&str, i64) {
+    let b = v.as_bytes();
+    if b.len() > 6 && b.contains(&b'T') {
+        let (head, tail) = v.split_at(v.len() - 6);
+        let t = tail.as_bytes();
+        if (t[0] == b'+' || t[0] == b'-')
+            && t[3] == b':'
+            && let (Ok(h), Ok(m)) = (tail[1..3].parse::<i64>(), tail[4..6].parse::<i64>())
+        {
+            let sign = if t[0] == b'-' { -1 } else { 1 };
+            return (head, sign * (h * 60 + m) * 60_000);
+        }
+    }
+    (v, 0)
 }
 
 fn continuation_of<'a>(headers: &'a HeaderMap, q: &'a ListQuery) -> Option<&'a str> {
@@ -446,5 +467,21 @@ pub async fn purge_where(
     match run.await {
         Ok(n) => (StatusCode::OK, axum::Json(json!({"instancesDeleted": n}))).into_response(),
         Err(p) => p.into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_are_applied_to_filter_times() {
+        let p = "/api/instances";
+        let utc = time(Some("2026-12-02T06:00:00Z"), "t", p).unwrap();
+        let plus = time(Some("2026-12-02T08:00:00+02:00"), "t", p).unwrap();
+        let minus = time(Some("2026-12-02T01:30:00-04:30"), "t", p).unwrap();
+        assert_eq!((plus, minus), (utc, utc));
+        assert!(time(Some("2026-12-02T08:00:00+2"), "t", p).is_err());
+        assert!(time(Some("soon"), "t", p).is_err());
     }
 }

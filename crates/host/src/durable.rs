@@ -199,6 +199,13 @@ impl Instances {
             input,
             idempotency,
         };
+        tracing::info!(
+            function = %f.name,
+            instance = %req.id,
+            "Executing '{}' (Reason='This function was programmatically called via the host APIs.', Id={})",
+            f.name,
+            req.id
+        );
         match self.engine.start(req).await {
             Ok(row) => {
                 if self

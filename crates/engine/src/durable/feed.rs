@@ -163,9 +163,10 @@ impl<S: Store> Durable<S> {
             .done
             .extend(batch[..end].iter().map(|(w, _)| Held::from(w)));
         state.keep(&mut commit.instance)?;
-        let ended = commit.instance.status.is_terminal();
+        let ended = translate::Ended::of(&commit.instance);
         self.store.commit(commit).await?;
-        if ended {
+        if let Some(e) = ended {
+            e.log();
             self.settled.notify_waiters();
         }
         Ok((end < batch.len()).then_some(end))

@@ -318,7 +318,8 @@ impl<S: Store> Durable<S> {
         match self.store.commit(commit).await {
             Ok(done) => {
                 row.revision = done.revision;
-                if row.status.is_terminal() {
+                if let Some(e) = translate::Ended::of(&row) {
+                    e.log();
                     self.settled.notify_waiters();
                 }
                 Ok(row)

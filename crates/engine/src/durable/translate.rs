@@ -272,3 +272,56 @@ pub(super) fn fill(commit: &mut Commit, stepped: Stepped) -> Result<(), StoreErr
     }
     Ok(())
 }
+
+/// What the `Executed '…'` line of an ended instance says, taken from its row before the row
+/// goes into its commit.
+#[derive(Debug)]
+pub(super) struct Ended {
+    function: String,
+    id: String,
+    status: RuntimeStatus,
+    ms: i64,
+    error: Option<String>,
+}
+
+impl Ended {
+    /// `Some` if the row is terminal.
+    pub(super) fn of(row: &baton_store::InstanceRow) -> Option<Self> {
+        row.status.is_terminal().then(|| Self {
+            function: row.function.clone(),
+            id: row.id.clone(),
+            status: row.status,
+            ms: row.updated_at - row.created_at,
+            error: row.error.as_ref().map(|e| {
+                e["detail"]
+                    .as_str()
+                    .or(e["title"].as_str())
+                    .unwrap_or("")
+                    .to_owned()
+            }),
+        })
+    }
+
+    /// Writes the Functions host's line for an instance's end, once its commit is stored.
+    pub(super) fn log(&self) {
+        let Self {
+            function,
+            id,
+            status,
+            ms,
+            error,
+        } = self;
+        match status {
+            RuntimeStatus::Completed => tracing::info!(
+                function = %function, instance = %id, duration_ms = *ms,
+                "Executed '{function}' (Succeeded, Id={id}, Duration={ms}ms)"
+            ),
+            _ => tracing::info!(
+                function = %function, instance = %id, duration_ms = *ms,
+                "Executed '{function}' ({}, Id={id}, Duration={ms}ms, Error={})",
+                if *status == RuntimeStatus::Terminated { "Terminated" } else { "Failed" },
+                error.as_deref().unwrap_or(status.as_str())
+            ),
+        }
+    }
+}
