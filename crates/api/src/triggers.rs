@@ -156,11 +156,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, Problem> {
 /// The Durable Functions check-status body of a durable instance: where to poll and how to
 /// manage it.
 fn durable_status_body(headers: &HeaderMap, prefix: &str, id: &str) -> Value {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("localhost");
-    let base = format!("http://{host}/{prefix}/instances/{id}");
+    let base = status_uri(headers, prefix, id);
     json!({
         "id": id,
         "statusQueryGetUri": base,
@@ -217,13 +213,17 @@ fn check_schema(f: &Function, input: &Value) -> Result<(), Problem> {
 
 /// The Durable Functions check-status body of a started instance.
 fn check_status_body(headers: &HeaderMap, prefix: &str, id: &str) -> Value {
+    json!({
+        "id": id,
+        "statusQueryGetUri": status_uri(headers, prefix, id),
+    })
+}
+
+/// The absolute status URI of an instance, on the host the request named.
+fn status_uri(headers: &HeaderMap, prefix: &str, id: &str) -> String {
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or("localhost");
-    let base = format!("http://{host}/{prefix}/instances/{id}");
-    json!({
-        "id": id,
-        "statusQueryGetUri": base,
-    })
+    format!("http://{host}/{prefix}/instances/{id}")
 }
