@@ -25,8 +25,31 @@ impl FunctionError {
     }
 }
 
+/// What a native function is told about the call it serves, besides its input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Call {
+    /// Names this call of this task in this instance. A durable activity runs at least once:
+    /// when it is run again (its node died, its lease ran out) it gets the same key, so a
+    /// function with side effects can use it to do them only once. A retry of a failed call is
+    /// a new call, with a new key.
+    pub idempotency_key: String,
+    /// The calling task's reference (a JSON Pointer into the workflow, e.g. `/do/0/check`).
+    pub task: String,
+}
+
+impl Call {
+    /// A call context, for code that drives [`Functions`] itself (tests, other shells).
+    pub fn new(idempotency_key: impl Into<String>, task: impl Into<String>) -> Self {
+        Self {
+            idempotency_key: idempotency_key.into(),
+            task: task.into(),
+        }
+    }
+}
+
 type BoxFuture = Pin<Box<dyn Future<Output = Result<Value, FunctionError>> + Send>>;
-type Handler = Arc<dyn Fn(Value) -> BoxFuture + Send + Sync>;
+type Handler = Arc<dyn Fn(Value, Call) -> BoxFuture + Send + Sync>;
 
 /// The registry of native functions, by name.
 #[derive(Clone, Default)]
@@ -41,15 +64,27 @@ impl std::fmt::Debug for Functions {
 }
 
 impl Functions {
-    /// Registers `f` under `name`, replacing an earlier registration.
+    /// Registers `f` under `name`, replacing an earlier registration. `f` gets the task's
+    /// `with` as its input; see [`Functions::register_with_call`] for one that also needs the
+    /// call's idempotency key.
     pub fn register<F, Fut>(&mut self, name: &str, f: F)
     where
         F: Fn(Value) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Value, FunctionError>> + Send + 'static,
     {
+        self.register_with_call(name, move |args, _call| f(args));
+    }
+
+    /// Registers `f` under `name`, replacing an earlier registration; `f` gets the task's
+    /// `with` and the [`Call`] it serves.
+    pub fn register_with_call<F, Fut>(&mut self, name: &str, f: F)
+    where
+        F: Fn(Value, Call) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Value, FunctionError>> + Send + 'static,
+    {
         self.by_name.insert(
             name.to_owned(),
-            Arc::new(move |args| Box::pin(f(args)) as BoxFuture),
+            Arc::new(move |args, call| Box::pin(f(args, call)) as BoxFuture),
         );
     }
 
@@ -59,7 +94,7 @@ impl Functions {
     }
 
     /// Calls `name`; `None` if no such function is registered.
-    pub fn call(&self, name: &str, args: Value) -> Option<BoxFuture> {
-        self.by_name.get(name).map(|h| h(args))
+    pub fn call(&self, name: &str, args: Value, call: Call) -> Option<BoxFuture> {
+        self.by_name.get(name).map(|h| h(args, call))
     }
 }

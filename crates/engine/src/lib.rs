@@ -38,7 +38,7 @@ mod http;
 mod runner;
 
 pub use clock::Clock;
-pub use functions::{FunctionError, Functions};
+pub use functions::{Call, FunctionError, Functions};
 pub use http::{HttpInvoker, HttpOptions};
 pub use runner::{Begun, RunOutcome, Runner, RunnerBuilder, Suspended, new_instance_id};
 

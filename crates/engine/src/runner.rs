@@ -16,7 +16,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::{Clock, Error, FunctionError, Functions, HttpInvoker, HttpOptions};
+use crate::{Call, Clock, Error, FunctionError, Functions, HttpInvoker, HttpOptions};
 
 /// How an instance ended.
 #[derive(Debug, Clone)]
@@ -54,13 +54,24 @@ impl std::fmt::Debug for RunnerBuilder {
 }
 
 impl RunnerBuilder {
-    /// Registers a native function.
+    /// Registers a native function, called with the task's `with`.
     pub fn function<F, Fut>(mut self, name: &str, f: F) -> Self
     where
         F: Fn(Value) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Value, FunctionError>> + Send + 'static,
     {
         self.functions.register(name, f);
+        self
+    }
+
+    /// Registers a native function, called with the task's `with` and the [`Call`] it serves
+    /// (its idempotency key, stable when a durable activity runs again).
+    pub fn function_with_call<F, Fut>(mut self, name: &str, f: F) -> Self
+    where
+        F: Fn(Value, Call) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Value, FunctionError>> + Send + 'static,
+    {
+        self.functions.register_with_call(name, f);
         self
     }
 
@@ -231,12 +242,13 @@ impl Runner {
     }
 
     /// Makes a call, passing `idempotency_key` to the callee: an HTTP call carries it as the
-    /// `Idempotency-Key` header unless the task sets that header itself.
-    pub(crate) fn invoke_keyed(
+    /// `Idempotency-Key` header unless the task sets that header itself; a native function gets
+    /// it in its [`Call`].
+    pub(crate) fn invoke(
         &self,
         task: String,
         mut request: CallRequest,
-        idempotency_key: &str,
+        idempotency_key: String,
     ) -> impl Future<Output = CallResult> + Send + 'static {
         if let CallRequest::Http(req) = &mut request
             && !req
@@ -245,16 +257,8 @@ impl Runner {
                 .any(|(k, _)| k.eq_ignore_ascii_case("idempotency-key"))
         {
             req.headers
-                .push(("Idempotency-Key".to_owned(), idempotency_key.to_owned()));
+                .push(("Idempotency-Key".to_owned(), idempotency_key.clone()));
         }
-        self.invoke(task, request)
-    }
-
-    pub(crate) fn invoke(
-        &self,
-        task: String,
-        request: CallRequest,
-    ) -> impl Future<Output = CallResult> + Send + 'static {
         let http = self.http.clone();
         let functions = self.functions.clone();
         async move {
@@ -263,7 +267,14 @@ impl Runner {
                     Ok(resp) => CallResult::Http(resp),
                     Err(e) => CallResult::Failed(e),
                 },
-                CallRequest::Function { name, args } => match functions.call(&name, args) {
+                CallRequest::Function { name, args } => match functions.call(
+                    &name,
+                    args,
+                    Call {
+                        idempotency_key,
+                        task: task.clone(),
+                    },
+                ) {
                     None => CallResult::Failed(WorkflowError::new(
                         ErrorKind::Configuration,
                         &task,
@@ -421,7 +432,7 @@ impl Run {
                         .get_or_insert_with(mpsc::unbounded_channel)
                         .0
                         .clone();
-                    let fut = runner.invoke_keyed(task, request, &idempotency_key);
+                    let fut = runner.invoke(task, request, idempotency_key);
                     let handle = tokio::spawn(async move {
                         // A panicking function must not leave the instance waiting for ever:
                         // run it as its own task and report a panic as a failed call.

@@ -4,13 +4,14 @@
 // Test helpers outside #[test] functions: a failure must panic with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use baton_core::{Format, NoResolver, load_str};
-use baton_engine::Runner;
+use baton_engine::durable::Activity;
 use baton_engine::durable::{Durable, DurableOptions, StartError, StartRequest};
+use baton_engine::{Call, Runner};
 use baton_store::{IdempotencyKey, InstanceRow, RuntimeStatus, Store, WorkKind};
 use baton_store_sqlite::{Options, SqliteStore};
 use serde_json::{Value, json};
@@ -39,15 +40,20 @@ do:
 struct Rig {
     engine: Arc<Durable<SqliteStore>>,
     calls: Arc<AtomicUsize>,
+    /// The idempotency key of every call `check` served, in order.
+    keys: Arc<Mutex<Vec<String>>>,
 }
 
 fn rig(path: &std::path::Path) -> Rig {
     let store = Arc::new(SqliteStore::open(path, Options::default()).unwrap());
     let calls = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&calls);
+    let keys = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&keys);
     let runner = Runner::builder()
-        .function("check", move |args: Value| {
+        .function_with_call("check", move |args: Value, call: Call| {
             counter.fetch_add(1, Ordering::SeqCst);
+            seen.lock().unwrap().push(call.idempotency_key);
             async move { Ok(json!({"n": args["n"], "v": args["v"]})) }
         })
         .build()
@@ -63,7 +69,11 @@ fn rig(path: &std::path::Path) -> Rig {
             Arc::new(load_str(src, Format::Yaml, &NoResolver).unwrap()),
         );
     }
-    Rig { engine, calls }
+    Rig {
+        engine,
+        calls,
+        keys,
+    }
 }
 
 fn request(id: &str, definition: &str) -> StartRequest {
@@ -166,6 +176,24 @@ async fn work_claimed_by_a_node_that_died_is_taken_over_after_its_lease() {
         6,
         "each activity ran once, on the survivor"
     );
+    // The survivor handed the function the keys the dead node's claims carried.
+    let mut claimed: Vec<String> = taken
+        .iter()
+        .map(|w| {
+            let a: Activity = serde_json::from_value(w.payload.clone()).unwrap();
+            a.idempotency_key
+        })
+        .collect();
+    let mut served = r.keys.lock().unwrap().clone();
+    claimed.sort();
+    served.sort();
+    assert_eq!(served, claimed);
+    assert!(
+        served.iter().all(|k| k.starts_with("orphan:/do/0/checks/")),
+        "{served:?}"
+    );
+    served.dedup();
+    assert_eq!(served.len(), 6, "one key per activity");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -33,13 +33,17 @@
 //! * After every step the row's `custom_status` is the workflow's `$context.customStatus`.
 //!
 //! A program that embeds Baton registers its native functions on the [`Runner`] and runs
-//! instances durably on an SQLite file; `call: greet` runs `greet` as an activity:
+//! instances durably on an SQLite file; `call: greet` runs `greet` as an activity. An activity
+//! runs at least once, so a function with side effects registers with
+//! [`RunnerBuilder::function_with_call`](crate::RunnerBuilder::function_with_call) and gets the
+//! call's [`Call`](crate::Call): its idempotency key stays the same when the activity runs
+//! again after a crash or a lost lease, so the function can tell a repeat from a new call:
 //!
 //! ```
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! use std::sync::Arc;
 //! use baton_core::{Format, NoResolver, load_str};
-//! use baton_engine::Runner;
+//! use baton_engine::{Call, Runner};
 //! use baton_engine::durable::{Durable, DurableOptions, StartRequest};
 //! use baton_store::{RuntimeStatus, Store};
 //! use baton_store_sqlite::{Options, SqliteStore};
@@ -47,7 +51,9 @@
 //! let dir = tempfile::tempdir().unwrap();
 //! let store = Arc::new(SqliteStore::open(dir.path().join("baton.db"), Options::default()).unwrap());
 //! let runner = Runner::builder()
-//!     .function("greet", |args| async move {
+//!     .function_with_call("greet", |args, call: Call| async move {
+//!         // The instance, the task and a number for the call.
+//!         assert!(call.idempotency_key.starts_with("greeting-1:/do/0/greet:"));
 //!         Ok(serde_json::json!(format!("Hello {}", args["name"].as_str().unwrap_or("?"))))
 //!     })
 //!     .build()
@@ -519,9 +525,9 @@ impl<S: Store> Durable<S> {
         work: &Work,
         activity: Activity,
     ) -> baton_core::interp::CallResult {
-        let call =
-            self.runner
-                .invoke_keyed(activity.task, activity.request, &activity.idempotency_key);
+        let call = self
+            .runner
+            .invoke(activity.task, activity.request, activity.idempotency_key);
         tokio::pin!(call);
         let renew_every = self.options.lease / 3;
         let lease_ms = self.options.lease.as_millis() as i64;
