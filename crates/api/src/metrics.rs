@@ -4,8 +4,11 @@
 //! * `baton_http_requests_total{route, method, status}` and
 //!   `baton_http_request_duration_seconds{route, method, status}` (a histogram), recorded here;
 //! * `baton_instances_started_total`, `baton_instances_completed_total`,
-//!   `baton_instances_failed_total` (labels `function`, `workflow`) and the gauge
-//!   `baton_instances_in_flight`, recorded by `baton-host` where instances start and finish.
+//!   `baton_instances_failed_total` (labels `function`, `workflow`), express and durable alike,
+//!   recorded where instances start and end (see `baton_engine::meters`);
+//! * the gauge `baton_instances_in_flight`: express instances running in this process;
+//! * the gauge `baton_durable_instances{status}`: durable instances in the store that are
+//!   `Pending`, `Running` or `Suspended`, counted when `/metrics` is scraped.
 //!
 //! Every label has a bounded set of values: `route` is the matched route template
 //! (`/api/instances/{id}`), the function's name for a trigger (`Validate`), or `unmatched` when
@@ -30,6 +33,7 @@ use crate::state::ApiState;
 
 const REQUESTS: &str = "baton_http_requests_total";
 const DURATION: &str = "baton_http_request_duration_seconds";
+const DURABLE: &str = "baton_durable_instances";
 
 /// The `route` of a request that matched no route or no function.
 const UNMATCHED: &str = "unmatched";
@@ -84,16 +88,18 @@ fn describe() {
         metrics::Unit::Seconds,
         "Time to answer an HTTP request, by route, method and status"
     );
-    metrics::describe_counter!("baton_instances_started_total", "Express instances started");
+    use baton_engine::meters::{COMPLETED, FAILED, STARTED};
+    metrics::describe_counter!(STARTED, "Instances started (by this node)");
+    metrics::describe_counter!(COMPLETED, "Instances that completed (ended by this node)");
     metrics::describe_counter!(
-        "baton_instances_completed_total",
-        "Express instances that completed"
-    );
-    metrics::describe_counter!(
-        "baton_instances_failed_total",
-        "Express instances that faulted, timed out or were cancelled"
+        FAILED,
+        "Instances that faulted, timed out, were cancelled or terminated (ended by this node)"
     );
     metrics::describe_gauge!("baton_instances_in_flight", "Express instances running now");
+    metrics::describe_gauge!(
+        DURABLE,
+        "Stored durable instances not yet finished, by status (read from the store at scrape)"
+    );
 }
 
 /// Histogram samples are buffered until upkeep folds them into buckets; without it they would
@@ -114,7 +120,19 @@ fn spawn_upkeep(handle: PrometheusHandle) {
 }
 
 /// `GET /metrics`.
-pub async fn serve() -> Response {
+pub async fn serve(State(s): State<ApiState>) -> Response {
+    if let Some(durable) = &s.durable {
+        // Read at scrape time from the store, so the figure is the cluster's and survives
+        // restarts. A store that cannot answer leaves the last figures (and says so).
+        match durable.unfinished().await {
+            Ok(counts) => {
+                for (status, n) in counts {
+                    metrics::gauge!(DURABLE, "status" => status.as_str()).set(n as f64);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot count durable instances for /metrics"),
+        }
+    }
     let body = install().render();
     (StatusCode::OK, [(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response()
 }

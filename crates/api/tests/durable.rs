@@ -507,3 +507,75 @@ async fn suspend_resume_rewind_and_custom_status_over_http() {
         "the failed call ran again, once"
     );
 }
+
+/// Durable instances are counted like express ones, and `/metrics` shows how many the store
+/// holds unfinished. No other test of this file scrapes `/metrics`, so the gauge is this
+/// store's; the counters are process-wide and compared as differences.
+#[tokio::test]
+async fn durable_instances_are_counted_in_metrics() {
+    use support::metrics::{scrape, value};
+    let (_dir, s) = durable_app(Keys::default()).await;
+    let labels = [("function", "Hold"), ("workflow", "hold")];
+    let count = async |name: &str| value(&scrape(&s).await, name, &labels);
+    let running = async || {
+        let all = scrape(&s).await;
+        value(&all, "baton_durable_instances", &[("status", "Running")])
+    };
+    let started = count("baton_instances_started_total").await;
+    let completed = count("baton_instances_completed_total").await;
+    let failed = count("baton_instances_failed_total").await;
+
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let a = send(&s, post("/api/Hold", "{}")).await;
+        assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.text);
+        ids.push(a.body["id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(running().await, 2.0, "two instances wait for their event");
+    assert_eq!(count("baton_instances_started_total").await, started + 2.0);
+    let all = scrape(&s).await;
+    for status in ["Pending", "Suspended"] {
+        assert!(
+            all.iter().any(|x| x.name == "baton_durable_instances"
+                && x.labels.get("status").map(String::as_str) == Some(status)),
+            "the {status} count is shown too"
+        );
+    }
+
+    let raise = format!("/api/instances/{}/raiseEvent/go", ids[0]);
+    assert_eq!(
+        send(&s, post(&raise, "{}")).await.status,
+        StatusCode::ACCEPTED
+    );
+    let terminate = format!("/api/instances/{}/terminate", ids[1]);
+    assert_eq!(
+        send(&s, post(&terminate, "")).await.status,
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(
+        finished(&s, &ids[0]).await.body["runtimeStatus"],
+        "Completed"
+    );
+    assert_eq!(
+        finished(&s, &ids[1]).await.body["runtimeStatus"],
+        "Terminated"
+    );
+    assert_eq!(running().await, 0.0, "nothing is left running");
+    // An end is counted just after its commit, which the status may show first.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = (
+            count("baton_instances_completed_total").await,
+            count("baton_instances_failed_total").await,
+        );
+        if now == (completed + 1.0, failed + 1.0) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "(completed, failed) went from {:?} to {now:?}",
+            (completed, failed)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use axum::http::StatusCode;
 use baton_host::{App, Keys};
 use serde_json::Value;
+use support::metrics::*;
 use support::*;
 
 const ADA: &str = include_str!("../../../examples/person-validation/samples/ada.json");
@@ -19,60 +20,6 @@ const ADA: &str = include_str!("../../../examples/person-validation/samples/ada.
 const FAIL: &str = "document: {dsl: '1.0.0', namespace: t, name: ops-fail, version: '1.0.0'}\ndo:\n  - f:\n      raise:\n        error: {type: 'https://example.com/teapot', status: 418, title: Teapot}\n";
 
 const ECHO: &str = "document: {dsl: '1.0.0', namespace: t, name: echo, version: '1.0.0'}\ndo:\n  - e: {set: '${ . }'}\n";
-
-/// One sample line of the exposition format: name, labels, value.
-#[derive(Debug)]
-struct Sample {
-    name: String,
-    labels: BTreeMap<String, String>,
-    value: f64,
-}
-
-/// Parses the exposition format's sample lines (label values here hold no `,`, `"` or `}`).
-fn samples(text: &str) -> Vec<Sample> {
-    text.lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .map(|l| {
-            let (series, value) = l.rsplit_once(' ').expect("a value");
-            let (name, labels) = series.split_once('{').unwrap_or((series, "}"));
-            let labels = labels
-                .trim_end_matches('}')
-                .split(',')
-                .filter(|kv| !kv.is_empty())
-                .map(|kv| {
-                    let (k, v) = kv.split_once('=').expect("label");
-                    (k.to_owned(), v.trim_matches('"').to_owned())
-                })
-                .collect();
-            Sample {
-                name: name.to_owned(),
-                labels,
-                value: value.parse().expect("a number"),
-            }
-        })
-        .collect()
-}
-
-/// The value of the series `name` whose labels include `want`; 0 if absent.
-fn value(all: &[Sample], name: &str, want: &[(&str, &str)]) -> f64 {
-    all.iter()
-        .filter(|s| s.name == name)
-        .find(|s| {
-            want.iter()
-                .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
-        })
-        .map_or(0.0, |s| s.value)
-}
-
-async fn scrape(s: &baton_api::ApiState) -> Vec<Sample> {
-    let a = send(s, get("/metrics")).await;
-    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
-    assert_eq!(
-        a.headers["content-type"].to_str().unwrap(),
-        "text/plain; version=0.0.4"
-    );
-    samples(&a.text)
-}
 
 fn is_instance_id(v: &str) -> bool {
     v.len() == 32 && v.bytes().all(|b| b.is_ascii_hexdigit())

@@ -35,6 +35,7 @@ mod clock;
 pub mod durable;
 mod functions;
 mod http;
+pub mod meters;
 mod runner;
 
 pub use clock::Clock;

@@ -31,6 +31,12 @@ pub struct Instances {
     abort_after_start: Option<String>,
 }
 
+const UNFINISHED: [RuntimeStatus; 3] = [
+    RuntimeStatus::Pending,
+    RuntimeStatus::Running,
+    RuntimeStatus::Suspended,
+];
+
 /// Which definition an instance runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Version {
@@ -262,6 +268,16 @@ impl Instances {
 
     pub async fn get(&self, id: &str) -> Result<Option<InstanceRow>, StoreError> {
         self.engine.store().instance(id).await
+    }
+
+    /// How many stored instances are unfinished, by status (`Pending`, `Running`,
+    /// `Suspended`): across every node sharing the store.
+    pub async fn unfinished(&self) -> Result<Vec<(RuntimeStatus, u64)>, StoreError> {
+        let mut counts = Vec::with_capacity(UNFINISHED.len());
+        for status in UNFINISHED {
+            counts.push((status, self.engine.store().count(status).await?));
+        }
+        Ok(counts)
     }
 
     /// The definition an instance runs, if it is still stored.

@@ -8,13 +8,14 @@
 //! answers with the result, and its id is never given out, so nobody could ask for it.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use tokio::time::Instant;
 
 use baton_core::interp::Status;
 use baton_core::{ErrorKind, Timestamp, WorkflowError};
+use baton_engine::meters::{Counters, InstanceMeters};
 use baton_engine::{Begun, Clock, RunOutcome, Runner, Suspended, new_instance_id};
-use metrics::{Counter, Gauge};
+use metrics::Gauge;
 use serde_json::Value;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
@@ -86,23 +87,12 @@ impl Drop for Slot {
     }
 }
 
-/// A function's instance counters, labelled `function` and `workflow` (bounded by the app).
-struct Counters {
-    started: Counter,
-    completed: Counter,
-    failed: Counter,
-}
-
-/// Metric handles, resolved on first use and kept: `metrics::counter!` with labels allocates
-/// its label strings and looks the key up in the recorder on every call, which was a visible
-/// share of a pure instance's cost. Resolved lazily rather than in [`Express::new`] because the
-/// process's recorder is installed when the router is built, which may come after (a handle
-/// resolved before then would be a no-op for ever).
+/// The gauge's handle, resolved on first use (the process's recorder is installed when the
+/// router is built, which may come after [`Express::new`]), and the instance counters.
 #[derive(Default)]
 struct Meters {
     in_flight: OnceLock<Gauge>,
-    /// By function name. A read lock on the hot path; written once per function.
-    functions: RwLock<HashMap<String, Arc<Counters>>>,
+    instances: InstanceMeters,
 }
 
 impl Meters {
@@ -113,29 +103,8 @@ impl Meters {
     }
 
     fn of(&self, function: &Function) -> Arc<Counters> {
-        if let Some(c) = self
-            .functions
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&function.name)
-        {
-            return c.clone();
-        }
-        let labels = [
-            ("function", function.name.clone()),
-            ("workflow", function.workflow.document.name.clone()),
-        ];
-        let counters = Arc::new(Counters {
-            started: metrics::counter!("baton_instances_started_total", &labels),
-            completed: metrics::counter!("baton_instances_completed_total", &labels),
-            failed: metrics::counter!("baton_instances_failed_total", &labels),
-        });
-        self.functions
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(function.name.clone())
-            .or_insert(counters)
-            .clone()
+        self.instances
+            .of(&function.name, &function.workflow.document.name)
     }
 }
 
@@ -503,11 +472,7 @@ impl Express {
 
 /// Counts an instance's end and writes its `Executed '…'` line.
 fn executed(counters: &Counters, function: &Function, id: &str, started: Instant, end: &End) {
-    if end.status == Status::Completed {
-        counters.completed.increment(1);
-    } else {
-        counters.failed.increment(1);
-    }
+    counters.ended(end.status == Status::Completed);
     let ms = started.elapsed().as_millis();
     match (&end.status, &end.error) {
         (Status::Completed, _) => tracing::info!(

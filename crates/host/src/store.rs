@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use baton_store::{
     Commit, CommitError, Committed, Definition, Event, Filter, Held, InstanceRow, KeyBinding,
-    Lease, Millis, NewWork, Page, Store, StoreError, Work,
+    Lease, Millis, NewWork, Page, RuntimeStatus, Store, StoreError, Work,
 };
 use baton_store_sqlite::{Options, SqliteStore, Synchronous};
 
@@ -97,6 +97,10 @@ impl Store for AnyStore {
 
     async fn purge(&self, id: &str) -> Result<bool, StoreError> {
         each!(self, s => s.purge(id).await)
+    }
+
+    async fn count(&self, status: RuntimeStatus) -> Result<u64, StoreError> {
+        each!(self, s => s.count(status).await)
     }
 
     async fn purge_where(&self, filter: &Filter) -> Result<u64, StoreError> {

@@ -23,7 +23,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use baton_store::{
     Commit, CommitError, Committed, Definition, Event, Filter, Held, InstanceRow, KeyBinding,
-    Lease, Millis, NewWork, Page, Store, StoreError, Work,
+    Lease, Millis, NewWork, Page, RuntimeStatus, Store, StoreError, Work,
 };
 use rusqlite::{Connection, OpenFlags};
 
@@ -279,6 +279,10 @@ impl Store for SqliteStore {
         let (filter, continuation) = (filter.clone(), continuation.map(str::to_owned));
         self.read(move |c| reads::list(c, &filter, size, continuation.as_deref()))
             .await
+    }
+
+    async fn count(&self, status: RuntimeStatus) -> Result<u64, StoreError> {
+        self.read(move |c| reads::count(c, status)).await
     }
 
     async fn history(&self, id: &str, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {

@@ -235,6 +235,18 @@ pub(crate) fn next_due(c: &Connection) -> Result<Option<Millis>, StoreError> {
     row(c, "SELECT MIN(available_at) FROM work", [], |r| r.get(0)).map_err(classify)
 }
 
+/// How many instances have `status` (`instances_by_status` answers it).
+pub(crate) fn count(c: &Connection, status: RuntimeStatus) -> Result<u64, StoreError> {
+    row(
+        c,
+        "SELECT COUNT(*) FROM instances WHERE status = ?1",
+        [status.as_str()],
+        |r| r.get::<_, i64>(0),
+    )
+    .map(|n| n as u64)
+    .map_err(classify)
+}
+
 /// The binding of `key` if it has not expired by `now`.
 pub(crate) fn idempotency(
     c: &Connection,

@@ -380,6 +380,10 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> impl Future<Output = Result<Vec<Event>, StoreError>> + Send;
 
+    /// How many instances have `status`. Meant for the unfinished statuses (what a metrics
+    /// scrape shows); counting a terminal status may read every finished instance.
+    fn count(&self, status: RuntimeStatus) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
     /// Deletes an instance with its history, work and idempotency keys. False if none.
     fn purge(&self, id: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
 

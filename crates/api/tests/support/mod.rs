@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod metrics;
+
 use std::path::Path;
 use std::sync::Arc;
 

@@ -163,10 +163,10 @@ impl<S: Store> Durable<S> {
             .done
             .extend(batch[..end].iter().map(|(w, _)| Held::from(w)));
         state.keep(&mut commit.instance)?;
-        let ended = translate::Ended::of(&commit.instance);
+        let ended = translate::Ended::of(&commit.instance, &wf.document.name);
         self.store.commit(commit).await?;
         if let Some(e) = ended {
-            e.log();
+            e.report(&self.meters);
             self.settled.notify_waiters();
         }
         Ok((end < batch.len()).then_some(end))

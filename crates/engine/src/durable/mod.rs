@@ -112,6 +112,7 @@ use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
 use crate::Runner;
+use crate::meters::InstanceMeters;
 use crate::runner::random_u64;
 
 use control::Order;
@@ -183,6 +184,8 @@ pub struct Durable<S: Store> {
     mailboxes: Mutex<HashMap<String, Vec<(Work, Fed)>>>,
     /// Notified after every commit of this engine that ended an instance.
     settled: tokio::sync::Notify,
+    /// Instances started and ended by this engine (see [`crate::meters`]).
+    meters: InstanceMeters,
     options: DurableOptions,
 }
 
@@ -222,6 +225,7 @@ impl<S: Store> Durable<S> {
             workflows: RwLock::new(HashMap::new()),
             mailboxes: Mutex::new(HashMap::new()),
             settled: tokio::sync::Notify::new(),
+            meters: InstanceMeters::default(),
             options,
         }
     }
@@ -324,8 +328,12 @@ impl<S: Store> Durable<S> {
         match self.store.commit(commit).await {
             Ok(done) => {
                 row.revision = done.revision;
-                if let Some(e) = translate::Ended::of(&row) {
-                    e.log();
+                self.meters
+                    .of(&row.function, &wf.document.name)
+                    .started
+                    .increment(1);
+                if let Some(e) = translate::Ended::of(&row, &wf.document.name) {
+                    e.report(&self.meters);
                     self.settled.notify_waiters();
                 }
                 Ok(row)

@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 
 use super::control::Order;
 use super::events;
+use crate::meters::InstanceMeters;
 
 /// What an activity work item carries: the call the interpreter asked for.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -273,11 +274,12 @@ pub(super) fn fill(commit: &mut Commit, stepped: Stepped) -> Result<(), StoreErr
     Ok(())
 }
 
-/// What the `Executed '…'` line of an ended instance says, taken from its row before the row
-/// goes into its commit.
+/// What is reported of an ended instance (its `Executed '…'` line and its count), taken from
+/// its row before the row goes into its commit.
 #[derive(Debug)]
 pub(super) struct Ended {
     function: String,
+    workflow: String,
     id: String,
     status: RuntimeStatus,
     ms: i64,
@@ -285,10 +287,11 @@ pub(super) struct Ended {
 }
 
 impl Ended {
-    /// `Some` if the row is terminal.
-    pub(super) fn of(row: &baton_store::InstanceRow) -> Option<Self> {
+    /// `Some` if the row, an instance of `workflow`, is terminal.
+    pub(super) fn of(row: &baton_store::InstanceRow, workflow: &str) -> Option<Self> {
         row.status.is_terminal().then(|| Self {
             function: row.function.clone(),
+            workflow: workflow.to_owned(),
             id: row.id.clone(),
             status: row.status,
             ms: row.updated_at - row.created_at,
@@ -302,26 +305,30 @@ impl Ended {
         })
     }
 
-    /// Writes the Functions host's line for an instance's end, once its commit is stored.
-    pub(super) fn log(&self) {
+    /// Counts the end and writes the Functions host's line for it, once its commit is stored.
+    pub(super) fn report(&self, meters: &InstanceMeters) {
         let Self {
             function,
+            workflow,
             id,
             status,
             ms,
             error,
         } = self;
-        match status {
-            RuntimeStatus::Completed => tracing::info!(
+        let succeeded = *status == RuntimeStatus::Completed;
+        meters.of(function, workflow).ended(succeeded);
+        if succeeded {
+            tracing::info!(
                 function = %function, instance = %id, duration_ms = *ms,
                 "Executed '{function}' (Succeeded, Id={id}, Duration={ms}ms)"
-            ),
-            _ => tracing::info!(
+            );
+        } else {
+            tracing::info!(
                 function = %function, instance = %id, duration_ms = *ms,
                 "Executed '{function}' ({}, Id={id}, Duration={ms}ms, Error={})",
                 if *status == RuntimeStatus::Terminated { "Terminated" } else { "Failed" },
                 error.as_deref().unwrap_or(status.as_str())
-            ),
+            );
         }
     }
 }

@@ -401,3 +401,53 @@ pub async fn purge_where_removes_only_terminal_matches<S: Store>(s: &S) {
         "the six instances that are not terminal are left: {left:?}"
     );
 }
+
+/// `count` follows creates, status changes and purges, one status at a time.
+pub async fn count_follows_status_changes<S: Store>(s: &S) {
+    use RuntimeStatus::*;
+    let counts = async |s: &S| {
+        let mut all = Vec::new();
+        for status in RuntimeStatus::ALL {
+            let n = s
+                .count(status)
+                .await
+                .unwrap_or_else(|e| panic!("count({status:?}): {e}"));
+            all.push((status, n));
+        }
+        all
+    };
+    let of = |all: &[(RuntimeStatus, u64)], status| {
+        all.iter()
+            .find(|(s, _)| *s == status)
+            .map_or(0, |(_, n)| *n)
+    };
+    assert!(
+        counts(s).await.iter().all(|(_, n)| *n == 0),
+        "an empty store counts nothing"
+    );
+    for (id, status) in [
+        ("r1", Running),
+        ("r2", Running),
+        ("p1", Pending),
+        ("s1", Suspended),
+    ] {
+        create_with(s, InstanceRow { status, ..row(id) }, vec![]).await;
+    }
+    let before = counts(s).await;
+    assert_eq!(
+        [Running, Pending, Suspended, Completed].map(|st| of(&before, st)),
+        [2, 1, 1, 0],
+        "{before:?}"
+    );
+
+    let mut done = get(s, "r1").await;
+    done.status = Completed;
+    commit(s, Commit::update(done)).await;
+    assert!(s.purge("p1").await.expect("purge(p1)"));
+    let after = counts(s).await;
+    assert_eq!(
+        [Running, Pending, Suspended, Completed].map(|st| of(&after, st)),
+        [1, 0, 1, 1],
+        "{after:?}"
+    );
+}

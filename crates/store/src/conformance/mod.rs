@@ -6,7 +6,7 @@
 //! wrong. [`conformance_tests!`](crate::conformance_tests) expands to one `#[tokio::test]` per
 //! case; a backend's test file writes
 //!
-//! ```ignore
+//! ```text
 //! async fn fresh() -> MyStore { /* a new, empty store */ }
 //!
 //! baton_store::conformance_tests!(fresh());
@@ -82,6 +82,7 @@ macro_rules! conformance_tests {
             list_filters,
             list_pages_newest_first,
             purge_removes_everything,
+            count_follows_status_changes,
             purge_where_removes_only_terminal_matches,
             claim_takes_only_due_items_earliest_first,
             claimed_item_is_not_claimed_again,
