@@ -43,6 +43,14 @@ do:
   - check: {set: {mode: '${ $secrets.mode | if . == "broken" then error("the configuration is broken") else . end }'}}
 "#;
 
+/// A call bounded by a timeout; `slow` outlasts it on its first call only.
+const BOUNDED: &str = r#"document: {dsl: '1.0.0', namespace: test, name: bounded, version: '1.0.0'}
+do:
+  - slow:
+      call: slow
+      timeout: {after: PT1S}
+"#;
+
 const LONG_WAIT: &str = r#"document: {dsl: '1.0.0', namespace: test, name: long, version: '1.0.0'}
 do:
   - sleep: {wait: PT1H}
@@ -66,6 +74,7 @@ struct Rig {
     gated: Arc<AtomicUsize>,
     prepared: Arc<AtomicUsize>,
     flaky: Arc<AtomicUsize>,
+    slow: Arc<AtomicUsize>,
     /// `gated` answers once a permit is added here.
     gate: Arc<Semaphore>,
 }
@@ -79,6 +88,8 @@ fn rig(path: &Path, failures: usize, mode: &str) -> Rig {
         Arc::new(AtomicUsize::new(0)),
         Arc::new(AtomicUsize::new(0)),
     );
+    let slow = Arc::new(AtomicUsize::new(0));
+    let s = Arc::clone(&slow);
     let gate = Arc::new(Semaphore::new(0));
     let (g, p, f, open) = (
         Arc::clone(&gated),
@@ -110,6 +121,16 @@ fn rig(path: &Path, failures: usize, mode: &str) -> Rig {
                 }
             }
         })
+        .function("slow", move |_| {
+            let call = s.fetch_add(1, Ordering::SeqCst) + 1;
+            async move {
+                if call == 1 {
+                    // Far past the task's timeout; the test ends before this does.
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                }
+                Ok(json!({"call": call}))
+            }
+        })
         .build()
         .unwrap();
     let options = DurableOptions {
@@ -123,6 +144,7 @@ fn rig(path: &Path, failures: usize, mode: &str) -> Rig {
         ("configured", CONFIGURED),
         ("long", LONG_WAIT),
         ("staged", STAGED),
+        ("bounded", BOUNDED),
     ] {
         engine.pin(
             hash,
@@ -134,6 +156,7 @@ fn rig(path: &Path, failures: usize, mode: &str) -> Rig {
         gated,
         prepared,
         flaky,
+        slow,
         gate,
     }
 }
@@ -379,6 +402,40 @@ async fn rewind_runs_a_failed_instance_again_from_the_failed_call_only() {
         "the wait was not waited again"
     );
     assert_eq!(kinds(&events).last(), Some(&"ExecutionCompleted"));
+    assert_eq!(r.engine.store().next_due().await.unwrap(), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timed_out_call_rewound_gets_its_whole_timeout_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = rig(&dir.path().join("baton.db"), 0, "fixed");
+    r.engine
+        .start(request("bounded-1", "bounded"))
+        .await
+        .unwrap();
+    let _stop = serve(&r.engine);
+    let failed = row_until(&r.engine, "bounded-1", "the call times out", |row| {
+        row.status.is_terminal()
+    })
+    .await;
+    assert_eq!(failed.status, RuntimeStatus::Failed, "{failed:?}");
+    let error = failed.error.clone().unwrap_or_default();
+    assert!(
+        error["type"].as_str().unwrap_or("").ends_with("/timeout"),
+        "{error}"
+    );
+
+    r.engine.rewind("bounded-1", "try again").await.unwrap();
+    let row = row_until(&r.engine, "bounded-1", "the rewound call answers", |row| {
+        row.status == RuntimeStatus::Completed
+    })
+    .await;
+    assert_eq!(row.output, Some(json!({"call": 2})), "{row:?}");
+    assert_eq!(r.slow.load(Ordering::SeqCst), 2, "called once more");
+    let events = history(&r.engine, "bounded-1").await;
+    assert_eq!(rewinds(&events).len(), 1, "{:?}", kinds(&events));
+    assert_eq!(count(&events, "ExecutionFailed"), 1, "{:?}", kinds(&events));
+    // The timeout armed again by the rewind was cancelled when the call answered.
     assert_eq!(r.engine.store().next_due().await.unwrap(), None);
 }
 

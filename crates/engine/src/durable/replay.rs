@@ -6,7 +6,8 @@
 //! time), so the replay reaches exactly the state the instance was in before the failing input,
 //! without calling anything. What that state waits for (calls it made that never completed —
 //! the failed one among them —, timers that never fired) is read off the replay's own effects
-//! and becomes work again. The rejected alternative, keeping a snapshot of the state before
+//! and becomes work again; a timeout whose firing failed the instance is armed again for its
+//! whole duration from the rewind. The rejected alternative, keeping a snapshot of the state before
 //! every step, would store the whole instance once per step for the rare rewind.
 
 use baton_core::Timestamp;
@@ -109,6 +110,8 @@ pub(super) fn rewind(
     }
     let mut instance = Instance::default();
     let mut open: Vec<NewWork> = Vec::new();
+    // When each timer still open was started: the step time of the input that started it.
+    let mut timer_started: Vec<(u64, Timestamp)> = Vec::new();
     for Recorded { seq, input, at } in inputs {
         match &input {
             Input::CallCompleted { token, .. } => close(WorkKind::Activity, token.0, &mut open),
@@ -137,6 +140,7 @@ pub(super) fn rewind(
                 ),
                 Effect::CancelCall { token } => close(WorkKind::Activity, token.0, &mut open),
                 Effect::StartTimer { token, due } => {
+                    timer_started.push((token.0, at));
                     open.push(translate::timer_work(&row.id, token, due));
                 }
                 Effect::CancelTimer { token } => close(WorkKind::Timer, token.0, &mut open),
@@ -155,6 +159,17 @@ pub(super) fn rewind(
             "the replay left the instance {}",
             instance.status.as_str()
         ));
+    }
+    // A timer whose firing failed the instance (a timeout) runs again in full from the
+    // rewind, as the operation it bounds does; left at its old due time it would fire at once
+    // and fail the instance again.
+    if let Input::TimerFired { token } = failed.input
+        && let Some(w) = open
+            .iter_mut()
+            .find(|w| (w.kind, w.token) == (WorkKind::Timer, token.0))
+        && let Some((_, started)) = timer_started.iter().find(|(t, _)| *t == token.0)
+    {
+        w.due_at = now.millis() + (w.due_at - started.millis()).max(0);
     }
     Ok(Rewound {
         instance,
