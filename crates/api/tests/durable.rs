@@ -439,7 +439,7 @@ async fn suspend_resume_rewind_and_custom_status_over_http() {
     let dir = tempfile::tempdir().expect("tempdir");
     let app = app_dir(
         dir.path(),
-        "[functions.Staged]\nworkflow = \"staged\"\nmode = \"async\"\n[functions.Flaky]\nworkflow = \"flaky\"\nmode = \"async\"\n",
+        "[functions.Staged]\nworkflow = \"staged\"\nmode = \"async\"\n[functions.Flaky]\nworkflow = \"flaky\"\nmode = \"async\"\n[http]\nallow = [\"127.0.0.0/8\"]\n",
         &[("staged.yaml", STAGED), ("flaky.yaml", &flaky_wf)],
     );
     let s = state(app, Keys::default()).await;

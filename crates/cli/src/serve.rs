@@ -108,6 +108,7 @@ async fn run(p: Prepared) -> Result<(), String> {
         .budget(Budget {
             steps: config.limits.expression_steps,
         })
+        .http(config.http.options())
         .build()
         .map_err(|e| e.to_string())?;
     let durable = if p.app.functions.iter().any(|f| f.is_durable()) {

@@ -177,7 +177,8 @@ fn app(dir: &Path, port: u16) {
     std::fs::write(
         dir.join("baton.toml"),
         "[functions.Fan]\nworkflow = \"fan\"\nmode = \"async\"\nauth = \"anonymous\"\n\
-         [store]\npath = \"state/baton.db\"\n[durable]\nlease = \"1s\"\n",
+         [store]\npath = \"state/baton.db\"\n[durable]\nlease = \"1s\"\n\
+         [http]\nallow = [\"127.0.0.1\"]\n",
     )
     .unwrap();
 }

@@ -8,6 +8,7 @@ use baton_core::{ErrorKind, WorkflowError};
 use serde_json::Value;
 
 use crate::Error;
+use crate::outbound::{AddressPolicy, Blocked, Resolver};
 
 /// How the HTTP client behaves.
 #[derive(Debug, Clone)]
@@ -16,8 +17,11 @@ pub struct HttpOptions {
     pub attempt_timeout: Duration,
     /// Largest response body read, in bytes.
     pub max_body: usize,
-    /// Host names answered from this table instead of DNS (`host` → address).
+    /// Host names answered from this table instead of DNS (`host` → address). The policy
+    /// applies to these addresses too.
     pub resolve: Vec<(String, SocketAddr)>,
+    /// Which addresses calls may connect to (by default, no internal one).
+    pub policy: AddressPolicy,
     /// Extra trusted root certificates, PEM or DER.
     pub extra_roots: Vec<Vec<u8>>,
 }
@@ -28,6 +32,7 @@ impl Default for HttpOptions {
             attempt_timeout: Duration::from_secs(120),
             max_body: 16 * 1024 * 1024,
             resolve: Vec::new(),
+            policy: AddressPolicy::default(),
             extra_roots: Vec::new(),
         }
     }
@@ -38,6 +43,7 @@ impl Default for HttpOptions {
 pub struct HttpInvoker {
     client: reqwest::Client,
     max_body: usize,
+    policy: AddressPolicy,
 }
 
 impl HttpInvoker {
@@ -50,9 +56,11 @@ impl HttpInvoker {
             .redirect(reqwest::redirect::Policy::none())
             .timeout(options.attempt_timeout)
             .user_agent(concat!("baton/", env!("CARGO_PKG_VERSION")));
-        for (host, addr) in &options.resolve {
-            builder = builder.resolve(host, *addr);
-        }
+        let resolver = Resolver {
+            policy: options.policy.clone(),
+            overrides: options.resolve.clone().into(),
+        };
+        builder = builder.dns_resolver(resolver);
         for cert in &options.extra_roots {
             let cert = reqwest::Certificate::from_pem(cert)
                 .or_else(|_| reqwest::Certificate::from_der(cert))
@@ -63,6 +71,7 @@ impl HttpInvoker {
         Ok(Self {
             client,
             max_body: options.max_body,
+            policy: options.policy.clone(),
         })
     }
 
@@ -76,6 +85,19 @@ impl HttpInvoker {
                 format!("`{}` is not an HTTP method", req.method),
             )
         })?;
+        // The resolver checks the addresses names resolve to; a literal address is never
+        // resolved, so it is checked here (the parser has made `0x7f.1` into `127.0.0.1`).
+        if let Ok(url) = reqwest::Url::parse(&req.uri) {
+            let literal = url
+                .host_str()
+                .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
+                .and_then(|h| h.parse::<std::net::IpAddr>().ok());
+            if let Some(addr) = literal {
+                self.policy
+                    .check(addr)
+                    .map_err(|b| blocked(req, task, &b))?;
+            }
+        }
         let mut builder = self.client.request(method, &req.uri);
         if !req.query.is_empty() {
             builder = builder.query(&req.query);
@@ -96,6 +118,8 @@ impl HttpInvoker {
                     task,
                     format!("{} {} timed out", req.method, req.uri),
                 )
+            } else if let Some(b) = blocked_cause(&e) {
+                blocked(req, task, b)
             } else {
                 WorkflowError::new(
                     ErrorKind::Communication,
@@ -159,4 +183,26 @@ impl HttpInvoker {
             raw_base64: base64(&bytes),
         })
     }
+}
+
+/// The policy refusal behind a transport error, if that is what it is.
+fn blocked_cause(e: &reqwest::Error) -> Option<&Blocked> {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(c) = cause {
+        if let Some(b) = c.downcast_ref::<Blocked>() {
+            return Some(b);
+        }
+        cause = c.source();
+    }
+    None
+}
+
+/// A call the outbound address policy refused: a `communication` error (403) naming the rule.
+fn blocked(req: &HttpRequest, task: &str, b: &Blocked) -> WorkflowError {
+    WorkflowError::new(
+        ErrorKind::Communication,
+        task,
+        format!("{} {} was not sent: {b}", req.method, req.uri),
+    )
+    .with_status(403)
 }

@@ -36,6 +36,7 @@ pub mod durable;
 mod functions;
 mod http;
 pub mod meters;
+pub mod outbound;
 mod runner;
 
 pub use clock::Clock;

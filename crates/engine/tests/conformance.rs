@@ -435,6 +435,8 @@ async fn main() {
                 .collect(),
             extra_roots: vec![stand_in.cert_pem.clone()],
             attempt_timeout: Duration::from_secs(10),
+            // The public hosts the scenarios name are answered by the stand-in on loopback.
+            policy: baton_engine::outbound::AddressPolicy::allowing([stand_in.addr.ip().into()]),
             ..HttpOptions::default()
         })
         .build()

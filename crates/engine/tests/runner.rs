@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use baton_core::interp::{Status, TraceKind};
 use baton_core::{ErrorKind, Format, NoResolver, Workflow, load_str};
-use baton_engine::{FunctionError, Runner};
+use baton_engine::outbound::AddressPolicy;
+use baton_engine::{FunctionError, HttpOptions, Runner};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
@@ -150,6 +151,17 @@ async fn listening_without_an_event_source_faults_instead_of_hanging() {
     );
 }
 
+/// A runner whose calls may reach the stand-ins on loopback (the default policy refuses them).
+fn loopback_runner() -> Runner {
+    Runner::builder()
+        .http(HttpOptions {
+            policy: AddressPolicy::allowing(["127.0.0.0/8".parse().unwrap()]),
+            ..HttpOptions::default()
+        })
+        .build()
+        .expect("runner")
+}
+
 /// A stand-in for a user's HTTP function: fails with 503 `failures` times, then echoes.
 async fn stand_in(failures: u32) -> (std::net::SocketAddr, Arc<AtomicU32>) {
     use axum::Json;
@@ -195,9 +207,7 @@ async fn http_calls_reach_the_endpoint_and_retry_on_503() {
     let w = wf(&format!(
         "do:\n  - t:\n      try:\n        - c:\n            call: http\n            with:\n              method: post\n              endpoint: http://{addr}/echo/{{who}}\n              body: {{n: '${{ .n }}'}}\n      catch:\n        errors:\n          with: {{type: 'https://serverlessworkflow.io/dsl/errors/types/communication', status: 503}}\n        retry:\n          delay: {{milliseconds: 10}}\n          limit: {{attempt: {{count: 3}}}}\n"
     ));
-    let run = Runner::builder()
-        .build()
-        .expect("runner")
+    let run = loopback_runner()
         .run(&w, json!({"who": "ada", "n": 7}))
         .await;
     assert_eq!(
@@ -216,22 +226,14 @@ async fn http_errors_carry_the_status_and_response_output_has_the_exchange() {
     let w = wf(&format!(
         "do:\n  - c:\n      call: http\n      with:\n        method: get\n        endpoint: http://{addr}/missing\n"
     ));
-    let run = Runner::builder()
-        .build()
-        .expect("runner")
-        .run(&w, json!({}))
-        .await;
+    let run = loopback_runner().run(&w, json!({})).await;
     let e = run.error.expect("404 faults");
     assert_eq!((e.kind(), e.status), (Some(ErrorKind::Communication), 404));
 
     let w = wf(&format!(
         "do:\n  - c:\n      call: http\n      with:\n        method: post\n        endpoint: http://{addr}/echo/x\n        body: {{}}\n        output: response\n"
     ));
-    let run = Runner::builder()
-        .build()
-        .expect("runner")
-        .run(&w, json!({}))
-        .await;
+    let run = loopback_runner().run(&w, json!({})).await;
     let out = run.output.expect("completed");
     assert_eq!(out["statusCode"], 200);
     assert_eq!(out["request"]["method"], "POST");
@@ -252,11 +254,7 @@ async fn unreachable_endpoints_are_communication_errors() {
     let w = wf(&format!(
         "do:\n  - c:\n      call: http\n      with:\n        method: get\n        endpoint: http://{addr}/\n"
     ));
-    let run = Runner::builder()
-        .build()
-        .expect("runner")
-        .run(&w, json!({}))
-        .await;
+    let run = loopback_runner().run(&w, json!({})).await;
     assert_eq!(
         run.error.and_then(|e| e.kind()),
         Some(ErrorKind::Communication)

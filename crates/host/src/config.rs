@@ -28,6 +28,7 @@ pub struct Config {
     pub express: ExpressConfig,
     pub store: StoreConfig,
     pub durable: DurableConfig,
+    pub http: HttpConfig,
     /// Functions by name: each binds a trigger to a workflow.
     pub functions: BTreeMap<String, FunctionConfig>,
 }
@@ -173,6 +174,56 @@ impl Default for DurableConfig {
             concurrency: 256,
             idempotency_window: ConfigDuration(Duration::from_secs(24 * 3600)),
         }
+    }
+}
+
+/// `[http]`: outbound calls (`call: http`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Internal address ranges calls may reach anyway (CIDR blocks, or single addresses);
+    /// every other loopback, private, link-local, unique-local, CGNAT or unspecified address
+    /// is refused.
+    pub allow: Vec<AllowedRange>,
+    /// Limit of one HTTP attempt.
+    pub attempt_timeout: ConfigDuration,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            allow: Vec::new(),
+            attempt_timeout: ConfigDuration(Duration::from_secs(120)),
+        }
+    }
+}
+
+impl HttpConfig {
+    /// The engine's HTTP client settings this section asks for.
+    pub fn options(&self) -> baton_engine::HttpOptions {
+        baton_engine::HttpOptions {
+            attempt_timeout: self.attempt_timeout.0.to_std(),
+            policy: baton_engine::outbound::AddressPolicy::allowing(self.allow.iter().map(|r| r.0)),
+            ..baton_engine::HttpOptions::default()
+        }
+    }
+}
+
+/// An address range in `[http] allow`: `10.0.0.0/8`, `::1/128`, or one address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AllowedRange(pub ipnet::IpNet);
+
+impl<'de> Deserialize<'de> for AllowedRange {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse::<ipnet::IpNet>()
+            .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+            .map(Self)
+            .map_err(|_| {
+                serde::de::Error::custom(format!(
+                    "`{s}` is not an address range (write `10.0.0.0/8`, `::1/128` or one address)"
+                ))
+            })
     }
 }
 
@@ -439,6 +490,34 @@ mod tests {
         );
         assert_eq!(f.wait.0, Duration::from_secs(2));
         assert_eq!(f.methods, vec!["POST"]);
+    }
+
+    #[test]
+    fn http_allow_takes_ranges_and_single_addresses() {
+        let c = Config::parse(
+            "[http]\nallow = [\"10.0.0.0/8\", \"::1\", \"127.0.0.1\"]\nattempt_timeout = \"5s\"\n",
+            "baton.toml",
+        )
+        .expect("parses");
+        let allow: Vec<String> = c.http.allow.iter().map(|r| r.0.to_string()).collect();
+        assert_eq!(allow, ["10.0.0.0/8", "::1/128", "127.0.0.1/32"]);
+        let o = c.http.options();
+        assert_eq!(o.attempt_timeout, std::time::Duration::from_secs(5));
+        assert!(o.policy.check("10.1.2.3".parse().unwrap()).is_ok());
+        assert!(o.policy.check("192.168.0.1".parse().unwrap()).is_err());
+        assert!(
+            Config::default()
+                .http
+                .options()
+                .policy
+                .check("127.0.0.1".parse().unwrap())
+                .is_err(),
+            "internal addresses are refused by default"
+        );
+        let e = Config::parse("[http]\n\nallow = [\"10.0.0.0/33\"]\n", "baton.toml")
+            .expect_err("bad range");
+        assert_eq!(e.position.map(|p| p.0), Some(3));
+        assert!(e.message.contains("10.0.0.0/33"), "{e}");
     }
 
     #[test]

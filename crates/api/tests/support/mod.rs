@@ -19,7 +19,11 @@ use tower::ServiceExt;
 /// The API over `app`. When it has durable functions, their store is an SQLite file in a
 /// fresh folder and a dispatcher runs their work for as long as the test's runtime does.
 pub async fn state(mut app: App, keys: Keys) -> ApiState {
-    let runner = Runner::builder().build().expect("runner");
+    // Stand-ins for called functions run on loopback.
+    let runner = Runner::builder()
+        .http(app.config.http.options())
+        .build()
+        .expect("runner");
     let dev_mode = keys.is_empty();
     let durable = if app.functions.iter().any(|f| f.is_durable()) {
         let dir = tempfile::tempdir().expect("tempdir").keep();
