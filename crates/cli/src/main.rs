@@ -61,6 +61,10 @@ enum Command {
         /// A JSON or YAML document whose members the workflow reads as `$secrets`.
         #[arg(long)]
         secrets: Option<PathBuf>,
+        /// An internal address range `call: http` may reach (`127.0.0.1`, `10.0.0.0/8`);
+        /// repeatable. Without it, loopback, private and other internal addresses are refused.
+        #[arg(long, value_name = "RANGE", value_parser = parse_range)]
+        allow: Vec<ipnet::IpNet>,
     },
     /// Validate workflow documents without running them.
     Check {
@@ -87,11 +91,19 @@ fn main() -> ExitCode {
             file,
             input,
             secrets,
-        } => run::run(&file, input.as_deref(), secrets.as_deref()),
+            allow,
+        } => run::run(&file, input.as_deref(), secrets.as_deref(), allow),
         Command::Serve(args) => serve::serve(&args),
         Command::Keys(args) => keys::keys(&args),
         Command::Instances(args) => instances::instances(&args),
         Command::Check { path } => check::check(&path),
         Command::Bench(args) => bench::run(*args),
     }
+}
+
+/// `--allow`: a CIDR block or one address.
+fn parse_range(s: &str) -> Result<ipnet::IpNet, String> {
+    s.parse::<ipnet::IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("`{s}` is not an address range (write `10.0.0.0/8` or one address)"))
 }

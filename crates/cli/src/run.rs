@@ -6,12 +6,18 @@ use std::process::ExitCode;
 
 use baton_core::Format;
 use baton_core::interp::Status;
-use baton_engine::Runner;
+use baton_engine::outbound::AddressPolicy;
+use baton_engine::{HttpOptions, Runner};
 use serde_json::Value;
 
 use crate::{files, problem};
 
-pub fn run(file: &Path, input: Option<&str>, secrets: Option<&Path>) -> ExitCode {
+pub fn run(
+    file: &Path,
+    input: Option<&str>,
+    secrets: Option<&Path>,
+    allow: Vec<ipnet::IpNet>,
+) -> ExitCode {
     let wf = match files::load_workflow(file) {
         Ok(wf) => wf,
         Err(e) => {
@@ -46,7 +52,11 @@ pub fn run(file: &Path, input: Option<&str>, secrets: Option<&Path>) -> ExitCode
             return ExitCode::from(2);
         }
     };
-    let runner = match Runner::builder().secrets(secrets).build() {
+    let http = HttpOptions {
+        policy: AddressPolicy::allowing(allow),
+        ..HttpOptions::default()
+    };
+    let runner = match Runner::builder().secrets(secrets).http(http).build() {
         Ok(r) => r,
         Err(e) => {
             problem::print(&problem::usage("Cannot start the engine", e));

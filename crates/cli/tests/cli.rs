@@ -279,3 +279,73 @@ fn secrets_come_from_a_file_and_never_from_the_environment() {
     );
     assert_eq!(stdout_json(&out), json!({"key": "s3cr3t", "env": 0}));
 }
+
+/// `baton run` refuses calls to internal addresses unless `--allow` opens them: a stand-in on
+/// 127.0.0.1 is not reached without it, and answers with it.
+#[test]
+fn run_calls_internal_addresses_only_when_allowed() {
+    use std::io::{BufRead, BufReader};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let hits = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&hits);
+    // Answers every connection once; the thread ends with the test process.
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            seen.fetch_add(1, Ordering::SeqCst);
+            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let body = r#"{"ok":true}"#;
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("call.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "document: {{dsl: '1.0.0', namespace: t, name: call, version: '1.0.0'}}\n\
+             do:\n  - c: {{call: http, with: {{method: get, endpoint: 'http://{addr}/'}}}}\n"
+        ),
+    )
+    .expect("write");
+
+    let refused = baton().arg("run").arg(&file).output().expect("baton runs");
+    assert_eq!(refused.status.code(), Some(1));
+    let problem = String::from_utf8_lossy(&refused.stdout).into_owned()
+        + &String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        problem.contains("outbound address policy blocks 127.0.0.1"),
+        "{problem}"
+    );
+    assert_eq!(hits.load(Ordering::SeqCst), 0, "the stand-in was reached");
+
+    let allowed = baton()
+        .arg("run")
+        .arg(&file)
+        .args(["--allow", "127.0.0.1"])
+        .output()
+        .expect("baton runs");
+    assert!(allowed.status.success(), "{allowed:?}");
+    assert_eq!(stdout_json(&allowed), json!({"ok": true}));
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+
+    let bad = baton()
+        .arg("run")
+        .arg(&file)
+        .args(["--allow", "10.0.0.0/40"])
+        .output()
+        .expect("baton runs");
+    assert_eq!(bad.status.code(), Some(2), "{bad:?}");
+}
