@@ -15,6 +15,8 @@ use crate::outbound::{AddressPolicy, Blocked, Resolver};
 pub struct HttpOptions {
     /// Limit of one HTTP attempt (Logic Apps uses 120 s too).
     pub attempt_timeout: Duration,
+    /// How long to wait between polls of a `202 Accepted` answer without `Retry-After`.
+    pub poll_interval: Duration,
     /// Largest response body read, in bytes.
     pub max_body: usize,
     /// Host names answered from this table instead of DNS (`host` → address). The policy
@@ -30,6 +32,7 @@ impl Default for HttpOptions {
     fn default() -> Self {
         Self {
             attempt_timeout: Duration::from_secs(120),
+            poll_interval: Duration::from_secs(1),
             max_body: 16 * 1024 * 1024,
             resolve: Vec::new(),
             policy: AddressPolicy::default(),

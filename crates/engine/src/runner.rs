@@ -102,6 +102,9 @@ impl RunnerBuilder {
                 .secrets
                 .unwrap_or_else(|| Value::Object(Default::default())),
             budget: self.budget,
+            poll_interval: baton_core::Duration::from_millis(
+                u64::try_from(self.http.poll_interval.as_millis()).unwrap_or(u64::MAX),
+            ),
         })
     }
 }
@@ -113,6 +116,7 @@ pub struct Runner {
     functions: Functions,
     secrets: Value,
     budget: Budget,
+    poll_interval: baton_core::Duration,
 }
 
 /// A new instance id: 32 lowercase hex digits, like Durable Functions'.
@@ -238,6 +242,7 @@ impl Runner {
         let mut env = Env::new(wf, id);
         env.secrets = self.secrets.clone();
         env.budget = self.budget;
+        env.poll_interval = self.poll_interval;
         env
     }
 

@@ -280,3 +280,92 @@ async fn an_instance_keeps_the_definition_it_started_with() {
     assert_eq!(stored.name, "test/versioned");
     assert_eq!(stored.source, v1);
 }
+
+/// A callee that accepts with 202 and answers its status a second later.
+async fn accepting_callee() -> (std::net::SocketAddr, Arc<Mutex<Vec<String>>>) {
+    use axum::http::{HeaderMap, Method, StatusCode, Uri};
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&seen);
+    let app = axum::Router::new().fallback(move |method: Method, uri: Uri| {
+        let log = Arc::clone(&log);
+        async move {
+            log.lock().unwrap().push(format!("{method} {}", uri.path()));
+            if uri.path() == "/start" {
+                let mut h = HeaderMap::new();
+                h.insert("location", "/status/1".parse().unwrap());
+                h.insert("retry-after", "1".parse().unwrap());
+                (StatusCode::ACCEPTED, h, axum::Json(json!({})))
+            } else {
+                (
+                    StatusCode::OK,
+                    HeaderMap::new(),
+                    axum::Json(json!({"result": 42})),
+                )
+            }
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (addr, seen)
+}
+
+fn polling_engine(path: &std::path::Path, addr: std::net::SocketAddr) -> Arc<Durable<SqliteStore>> {
+    let store = Arc::new(SqliteStore::open(path, Options::default()).unwrap());
+    let runner = Runner::builder()
+        .http(baton_engine::HttpOptions {
+            policy: baton_engine::outbound::AddressPolicy::allowing([addr.ip().into()]),
+            ..baton_engine::HttpOptions::default()
+        })
+        .build()
+        .unwrap();
+    let engine = Arc::new(Durable::new(
+        store,
+        Arc::new(runner),
+        DurableOptions::default(),
+    ));
+    let src = format!(
+        "document: {{dsl: '1.0.0', namespace: test, name: polled, version: '1.0.0'}}\n\
+         do:\n  - c: {{call: http, with: {{method: post, endpoint: 'http://{addr}/start'}}}}\n"
+    );
+    engine.pin(
+        "polled",
+        Arc::new(load_str(&src, Format::Yaml, &NoResolver).unwrap()),
+    );
+    engine
+}
+
+/// The asynchronous pattern is durable: the wait between polls is a stored timer, so a node
+/// that stops while waiting leaves a poll to make, not a call to make again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polling_an_accepted_call_resumes_after_a_restart_without_calling_again() {
+    let (addr, seen) = accepting_callee().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("baton.db");
+    {
+        let engine = polling_engine(&path, addr);
+        engine.start(request("polled-1", "polled")).await.unwrap();
+        let stop = serve(&engine);
+        // Until the 202 is committed with the timer of the first poll.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let events = engine.store().history("polled-1", 0, 100).await.unwrap();
+            if events.iter().any(|e| e.kind == "TimerCreated") {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "no poll timer");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let _ = stop.send(());
+    }
+    let engine = polling_engine(&path, addr);
+    let _stop = serve(&engine);
+    let row = settled(&engine, "polled-1").await;
+    assert_eq!(row.status, RuntimeStatus::Completed, "{row:?}");
+    assert_eq!(row.output, Some(json!({"result": 42})));
+    assert_eq!(
+        *seen.lock().unwrap(),
+        ["POST /start", "GET /status/1"],
+        "one call, one poll"
+    );
+}

@@ -3,8 +3,9 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // helpers of tests may fail loudly
 
-use std::sync::Arc;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use baton_core::interp::{Status, TraceKind};
@@ -330,4 +331,126 @@ async fn calls_made_by_the_first_step_are_carried_by_the_suspended_run() {
     assert_eq!(run.status, Status::Completed, "{:?}", run.error);
     assert_eq!(run.output, Some(json!({"attempt": 1})));
     assert_eq!(run.calls, 1);
+}
+
+/// A callee using the asynchronous pattern: `POST /api/start` answers 202 with a relative
+/// `Location`; the status answers 202 `pending` times (with `Retry-After: 0`, or without it),
+/// then 200 with the result. Records each request's method and path.
+async fn async_callee(pending: usize, retry_after: bool) -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
+    use axum::http::{HeaderMap, Method, StatusCode, Uri};
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&seen);
+    let app = axum::Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap| {
+        let log = Arc::clone(&log);
+        async move {
+            let auth = headers.contains_key("authorization");
+            let polls = {
+                let mut l = log.lock().unwrap();
+                l.push(format!("{method} {} auth={auth}", uri.path()));
+                l.iter()
+                    .filter(|r| r.starts_with("GET /api/status"))
+                    .count()
+            };
+            // The start's Location is relative to it; the status's repeats an absolute path.
+            let location = if uri.path() == "/api/start" {
+                "status/42"
+            } else {
+                "/api/status/42"
+            };
+            let mut accepted = axum::http::HeaderMap::new();
+            accepted.insert("location", location.parse().unwrap());
+            if retry_after {
+                accepted.insert("retry-after", "0".parse().unwrap());
+            }
+            if uri.path() == "/api/start" || polls <= pending {
+                (
+                    StatusCode::ACCEPTED,
+                    accepted,
+                    axum::Json(json!({"state": "running"})),
+                )
+            } else {
+                (
+                    StatusCode::OK,
+                    HeaderMap::new(),
+                    axum::Json(json!({"result": 42})),
+                )
+            }
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (addr, seen)
+}
+
+fn async_call(addr: SocketAddr, metadata: &str) -> Workflow {
+    wf(&format!(
+        "do:\n  - c:\n      call: http\n{metadata}      with:\n        method: post\n        endpoint: http://{addr}/api/start\n        body: {{n: 1}}\n        headers: {{authorization: Bearer t}}\n"
+    ))
+}
+
+#[tokio::test]
+async fn accepted_answers_are_polled_at_their_location_until_the_result() {
+    let (addr, seen) = async_callee(3, true).await;
+    let run = loopback_runner()
+        .run(&async_call(addr, ""), json!({}))
+        .await;
+    assert_eq!(run.output, Some(json!({"result": 42})), "{:?}", run.error);
+    let log = seen.lock().unwrap().clone();
+    let mut want = vec!["POST /api/start auth=true".to_owned()];
+    want.extend(std::iter::repeat_n(
+        "GET /api/status/42 auth=true".to_owned(),
+        4,
+    ));
+    assert_eq!(log, want, "one start, three 202 polls, then the answer");
+
+    // Without Retry-After the configured interval applies.
+    let (addr, seen) = async_callee(1, false).await;
+    let runner = Runner::builder()
+        .http(HttpOptions {
+            policy: AddressPolicy::allowing(["127.0.0.0/8".parse().unwrap()]),
+            poll_interval: Duration::from_millis(20),
+            ..HttpOptions::default()
+        })
+        .build()
+        .expect("runner");
+    let started = std::time::Instant::now();
+    let run = runner.run(&async_call(addr, ""), json!({})).await;
+    assert_eq!(run.output, Some(json!({"result": 42})), "{:?}", run.error);
+    assert!(
+        started.elapsed() >= Duration::from_millis(40),
+        "two waits of 20 ms"
+    );
+    assert_eq!(seen.lock().unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn the_asynchronous_pattern_can_be_turned_off_per_task() {
+    let (addr, seen) = async_callee(3, true).await;
+    let metadata = "      metadata: {asyncPattern: false}\n";
+    let run = loopback_runner()
+        .run(&async_call(addr, metadata), json!({}))
+        .await;
+    assert_eq!(
+        run.output,
+        Some(json!({"state": "running"})),
+        "{:?}",
+        run.error
+    );
+    assert_eq!(seen.lock().unwrap().len(), 1, "not polled");
+}
+
+#[tokio::test]
+async fn a_task_timeout_bounds_the_polling() {
+    let (addr, seen) = async_callee(usize::MAX, true).await;
+    let w = wf(&format!(
+        "do:\n  - c:\n      call: http\n      timeout: {{after: PT0.3S}}\n      with:\n        method: get\n        endpoint: http://{addr}/api/start\n"
+    ));
+    let run = loopback_runner().run(&w, json!({})).await;
+    let e = run.error.expect("times out");
+    assert_eq!(e.kind(), Some(ErrorKind::Timeout), "{e}");
+    let polls = seen.lock().unwrap().len();
+    assert!(polls > 1, "it polled before the timeout ({polls})");
 }

@@ -187,6 +187,8 @@ pub struct HttpConfig {
     pub allow: Vec<AllowedRange>,
     /// Limit of one HTTP attempt.
     pub attempt_timeout: ConfigDuration,
+    /// How long to wait between polls of a `202 Accepted` answer that gives no `Retry-After`.
+    pub poll_interval: ConfigDuration,
 }
 
 impl Default for HttpConfig {
@@ -194,6 +196,7 @@ impl Default for HttpConfig {
         Self {
             allow: Vec::new(),
             attempt_timeout: ConfigDuration(Duration::from_secs(120)),
+            poll_interval: ConfigDuration(Duration::from_secs(1)),
         }
     }
 }
@@ -203,6 +206,7 @@ impl HttpConfig {
     pub fn options(&self) -> baton_engine::HttpOptions {
         baton_engine::HttpOptions {
             attempt_timeout: self.attempt_timeout.0.to_std(),
+            poll_interval: self.poll_interval.0.to_std(),
             policy: baton_engine::outbound::AddressPolicy::allowing(self.allow.iter().map(|r| r.0)),
             ..baton_engine::HttpOptions::default()
         }

@@ -56,7 +56,95 @@ pub(crate) fn build_request(
             .transpose()?,
         redirect: call.redirect,
         output: call.output,
+        poll: call.poll,
     })
+}
+
+/// The longest `Retry-After` honoured; a callee asking for more is polled this often.
+const MAX_RETRY_AFTER_MS: u64 = 3_600_000;
+
+/// If `response` is a `202 Accepted` to be polled (the asynchronous pattern): the request that
+/// polls its `Location` (a `GET` with the original headers, without the body's, and without
+/// credentials when the location is on another origin), and how long to wait first
+/// (`Retry-After` in seconds, else `default_ms`).
+pub(crate) fn poll_of(
+    request: &HttpRequest,
+    response: &HttpResponse,
+    default_ms: u64,
+) -> Option<(HttpRequest, u64)> {
+    if !request.poll || response.status != 202 {
+        return None;
+    }
+    let header = |name: &str| {
+        response
+            .headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.trim())
+    };
+    let uri = resolve_location(&request.uri, header("location")?)?;
+    let wait = header("retry-after")
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or(default_ms, |s| {
+            s.saturating_mul(1000).min(MAX_RETRY_AFTER_MS)
+        });
+    let same_origin = origin(&uri) == origin(&request.uri);
+    let headers = request
+        .headers
+        .iter()
+        .filter(|(k, _)| {
+            !k.eq_ignore_ascii_case("content-type")
+                && !k.eq_ignore_ascii_case("content-length")
+                && (same_origin || !k.eq_ignore_ascii_case("authorization"))
+        })
+        .cloned()
+        .collect();
+    Some((
+        HttpRequest {
+            method: "GET".to_owned(),
+            uri,
+            headers,
+            query: Vec::new(),
+            body: None,
+            redirect: request.redirect,
+            output: request.output,
+            poll: true,
+        },
+        wait,
+    ))
+}
+
+/// `scheme://authority` of an absolute URI.
+fn origin(uri: &str) -> Option<&str> {
+    let after = uri.find("://")? + 3;
+    let end = uri[after..]
+        .find(['/', '?', '#'])
+        .map_or(uri.len(), |i| after + i);
+    Some(&uri[..end])
+}
+
+/// A `Location` value made absolute against the URI it answered (RFC 3986 §5.2 for the forms
+/// servers send: absolute, scheme-relative, absolute-path and relative-path references).
+fn resolve_location(base: &str, location: &str) -> Option<String> {
+    if location.is_empty() {
+        return None;
+    }
+    if location.contains("://") {
+        return Some(location.to_owned());
+    }
+    let origin = origin(base)?;
+    if let Some(rest) = location.strip_prefix("//") {
+        let scheme = &base[..base.find("://")?];
+        return Some(format!("{scheme}://{rest}"));
+    }
+    if location.starts_with('/') {
+        return Some(format!("{origin}{location}"));
+    }
+    let path = &base[origin.len()..];
+    let path = &path[..path.find(['?', '#']).unwrap_or(path.len())];
+    let dir = &path[..path.rfind('/').map_or(0, |i| i + 1)];
+    let dir = if dir.is_empty() { "/" } else { dir };
+    Some(format!("{origin}{dir}{location}"))
 }
 
 /// Expands `{name}` placeholders (RFC 6570 level 1) with top-level fields of `input`.
@@ -186,6 +274,97 @@ mod tests {
             expand_uri("https://h/{missing}/x", &json!({})),
             "https://h//x"
         );
+    }
+
+    fn accepted(headers: &[(&str, &str)]) -> HttpResponse {
+        HttpResponse {
+            status: 202,
+            headers: headers
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            content: Value::Null,
+            raw_base64: String::new(),
+        }
+    }
+
+    fn request(uri: &str) -> HttpRequest {
+        HttpRequest {
+            method: "POST".to_owned(),
+            uri: uri.to_owned(),
+            headers: vec![
+                ("authorization".to_owned(), "Bearer t".to_owned()),
+                ("content-type".to_owned(), "application/json".to_owned()),
+                ("x-trace".to_owned(), "1".to_owned()),
+            ],
+            query: vec![("a".to_owned(), "b".to_owned())],
+            body: Some(json!({"n": 1})),
+            redirect: false,
+            output: HttpOutput::Content,
+            poll: true,
+        }
+    }
+
+    #[test]
+    fn locations_resolve_against_the_request() {
+        let base = "http://h:8/api/start/x?q=1";
+        for (loc, want) in [
+            ("http://o/status/1", "http://o/status/1"),
+            ("//o:9/s", "http://o:9/s"),
+            ("/status/1?k=v", "http://h:8/status/1?k=v"),
+            ("status/1", "http://h:8/api/start/status/1"),
+        ] {
+            assert_eq!(resolve_location(base, loc).as_deref(), Some(want), "{loc}");
+        }
+        assert_eq!(resolve_location(base, ""), None);
+        assert_eq!(
+            resolve_location("http://h", "s").as_deref(),
+            Some("http://h/s")
+        );
+    }
+
+    #[test]
+    fn a_202_with_location_is_polled_by_get_after_retry_after() {
+        let req = request("http://h/api/start");
+        let (poll, wait) = poll_of(
+            &req,
+            &accepted(&[("Location", "/status/7"), ("Retry-After", "3")]),
+            1000,
+        )
+        .expect("polled");
+        assert_eq!(wait, 3000);
+        assert_eq!(
+            (poll.method.as_str(), poll.uri.as_str()),
+            ("GET", "http://h/status/7")
+        );
+        assert_eq!(poll.body, None);
+        assert!(poll.query.is_empty());
+        let names: Vec<&str> = poll.headers.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(names, ["authorization", "x-trace"]);
+        // Elsewhere: no credentials; no Retry-After: the default interval.
+        let (poll, wait) =
+            poll_of(&req, &accepted(&[("location", "http://other/s")]), 1500).expect("polled");
+        assert_eq!(wait, 1500);
+        let names: Vec<&str> = poll.headers.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(names, ["x-trace"]);
+        // Not polled: no Location, another status, or turned off.
+        assert!(poll_of(&req, &accepted(&[]), 1000).is_none());
+        let mut ok = accepted(&[("location", "/s")]);
+        ok.status = 200;
+        assert!(poll_of(&req, &ok, 1000).is_none());
+        let off = HttpRequest {
+            poll: false,
+            ..req.clone()
+        };
+        assert!(poll_of(&off, &accepted(&[("location", "/s")]), 1000).is_none());
+        // A huge Retry-After is capped.
+        let (_, wait) = poll_of(
+            &req,
+            &accepted(&[("location", "/s"), ("retry-after", "99999999")]),
+            1000,
+        )
+        .expect("polled");
+        assert_eq!(wait, MAX_RETRY_AFTER_MS);
     }
 
     #[test]

@@ -44,6 +44,11 @@ pub(crate) enum Body {
         token: Token,
         request: Option<Box<super::HttpRequest>>,
     },
+    /// `call: http` answered 202: waiting for `timer` to send `request` (the poll).
+    Poll {
+        timer: Token,
+        request: Box<super::HttpRequest>,
+    },
     /// `listen`: the filters (evaluated when the task started) and the events matched so far.
     Listen {
         token: Token,

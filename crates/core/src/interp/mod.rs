@@ -93,7 +93,12 @@ pub struct Env<'a> {
     /// `$runtime.metadata`.
     pub runtime_metadata: Value,
     pub budget: Budget,
+    /// How long to wait between polls of a `202 Accepted` call that gives no `Retry-After`.
+    pub poll_interval: crate::Duration,
 }
+
+/// [`Env::poll_interval`] unless configured.
+pub const DEFAULT_POLL_INTERVAL: crate::Duration = crate::Duration::from_millis(1000);
 
 impl<'a> Env<'a> {
     /// An environment with no secrets and the default budget.
@@ -104,6 +109,7 @@ impl<'a> Env<'a> {
             secrets: Value::Object(Default::default()),
             runtime_metadata: Value::Object(Default::default()),
             budget: Budget::default(),
+            poll_interval: DEFAULT_POLL_INTERVAL,
         }
     }
 }
@@ -158,6 +164,14 @@ pub struct HttpRequest {
     /// with the request so that a durable call shapes its response the same way.
     #[serde(default)]
     pub output: HttpOutput,
+    /// Poll a `202 Accepted` answer's `Location` until the final answer (the asynchronous
+    /// pattern).
+    #[serde(default = "polls_by_default")]
+    pub poll: bool,
+}
+
+fn polls_by_default() -> bool {
+    true
 }
 
 /// A call the shell must make.

@@ -28,7 +28,18 @@ impl Loader<'_> {
                     with.ok_or_else(|| LoadError::invalid(path, "`call: http` needs `with`"))?,
                     &wp,
                 )?;
-                Ok(TaskKind::CallHttp(Box::new(self.http(w, &wp, scope)?)))
+                let mut call = self.http(w, &wp, scope)?;
+                call.poll = match m.get("metadata").and_then(|md| md.get("asyncPattern")) {
+                    None => true,
+                    Some(Value::Bool(b)) => *b,
+                    Some(_) => {
+                        return Err(LoadError::invalid(
+                            &format!("{path}/metadata/asyncPattern"),
+                            "`asyncPattern` is `true` or `false`",
+                        ));
+                    }
+                };
+                Ok(TaskKind::CallHttp(Box::new(call)))
             }
             "grpc" | "openapi" | "asyncapi" | "a2a" | "mcp" => Err(LoadError::unsupported(
                 &cp,
@@ -134,6 +145,7 @@ impl Loader<'_> {
             output,
             redirect: w.get("redirect").and_then(Value::as_bool).unwrap_or(false),
             authentication,
+            poll: true,
         })
     }
 

@@ -14,6 +14,9 @@ pub struct HttpCall {
     pub output: HttpOutput,
     pub redirect: bool,
     pub authentication: Option<Authentication>,
+    /// Whether a `202 Accepted` with `Location` is polled until the final answer (the
+    /// asynchronous pattern). On unless the task's `metadata.asyncPattern` is `false`.
+    pub poll: bool,
 }
 
 /// Where an HTTP call goes.

@@ -220,6 +220,47 @@ pub(super) fn resume_body(cx: &mut Cx<'_>, frame: &mut Frame, ev: &Ev) -> Option
             Ev::Timer(x) if x == t => Some(Some(Outcome::Done(frame.input.clone(), None))),
             _ => None,
         },
+        Body::Poll { timer, request } => match ev {
+            Ev::Timer(x) if x == timer => {
+                let token = cx.token();
+                cx.effects.push(Effect::Call {
+                    token,
+                    task: task.reference.to_string(),
+                    request: CallRequest::Http((**request).clone()),
+                    idempotency_key: format!("{}:{}:{}", cx.env.instance_id, task.reference, token),
+                });
+                frame.body = Body::Call {
+                    token,
+                    request: Some(request.clone()),
+                };
+                Some(None)
+            }
+            _ => None,
+        },
+        Body::Call {
+            token,
+            request: Some(req),
+        } if matches!(ev, Ev::Call(x, CallResult::Http(_)) if x == token) => {
+            let Ev::Call(_, CallResult::Http(resp)) = ev else {
+                return None;
+            };
+            if let Some((poll, wait)) =
+                super::super::call::poll_of(req, resp, cx.env.poll_interval.0)
+            {
+                let timer = cx.timer(crate::Duration::from_millis(wait));
+                frame.body = Body::Poll {
+                    timer,
+                    request: Box::new(poll),
+                };
+                return Some(None);
+            }
+            Some(Some(
+                match super::super::call::shape_response(req, resp.clone(), &task.reference) {
+                    Ok(v) => Outcome::Done(v, None),
+                    Err(e) => Outcome::Failed(e),
+                },
+            ))
+        }
         Body::Call { token, request } => match ev {
             Ev::Call(x, result) if x == token => Some(Some(match result.clone() {
                 CallResult::Value(v) => Outcome::Done(v, None),

@@ -224,6 +224,7 @@ pub(super) fn cancel_body(cx: &mut Cx<'_>, body: &Body) {
         },
         Body::Timer(t) => cx.effects.push(Effect::CancelTimer { token: *t }),
         Body::Call { token, .. } => cx.effects.push(Effect::CancelCall { token: *token }),
+        Body::Poll { timer, .. } => cx.effects.push(Effect::CancelTimer { token: *timer }),
         Body::Listen { token, .. } => cx.effects.push(Effect::Unsubscribe { token: *token }),
     }
 }
