@@ -454,3 +454,52 @@ async fn a_task_timeout_bounds_the_polling() {
     let polls = seen.lock().unwrap().len();
     assert!(polls > 1, "it polled before the timeout ({polls})");
 }
+
+/// An attempt over the client's limit is a `timeout` error (408), which a retry policy retries
+/// an exact number of times.
+#[tokio::test]
+async fn slow_answers_time_out_per_attempt_and_are_retried_exactly() {
+    let hits = Arc::new(AtomicU32::new(0));
+    let h = Arc::clone(&hits);
+    let app = axum::Router::new().fallback(move || {
+        h.fetch_add(1, Ordering::SeqCst);
+        async {
+            // Far past the attempt limit below; the client gives up first.
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            "late"
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let runner = Runner::builder()
+        .http(HttpOptions {
+            policy: AddressPolicy::allowing(["127.0.0.0/8".parse().unwrap()]),
+            attempt_timeout: Duration::from_millis(100),
+            ..HttpOptions::default()
+        })
+        .build()
+        .expect("runner");
+    let w = wf(&format!(
+        "do:\n  - t:\n      try:\n        - c: {{call: http, with: {{method: get, endpoint: 'http://{addr}/'}}}}\n      catch:\n        errors:\n          with: {{type: 'https://serverlessworkflow.io/spec/1.0.0/errors/timeout'}}\n        as: e\n        retry:\n          delay: {{milliseconds: 10}}\n          limit: {{attempt: {{count: 3}}}}\n        do:\n          - h: {{set: {{caught: '${{ $e.type }}', status: '${{ $e.status }}'}}}}\n"
+    ));
+    let run = runner.run(&w, json!({})).await;
+    // Retries exhausted, the last timeout is caught.
+    assert_eq!(
+        run.output,
+        Some(json!({
+            "caught": "https://serverlessworkflow.io/spec/1.0.0/errors/timeout",
+            "status": 408
+        })),
+        "{:?}",
+        run.error
+    );
+    // `limit.attempt.count` counts retries after the first attempt (docs/workflows.md).
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        4,
+        "the attempt and three retries, no more"
+    );
+}
