@@ -97,3 +97,22 @@ fn yaml_reads_only_true_and_false_as_booleans() {
         serde_json::json!({"a": "NO", "b": "on", "c": "y", "d": true})
     );
 }
+
+#[test]
+fn the_asynchronous_pattern_is_on_unless_metadata_turns_it_off() {
+    let call = |metadata: &str| {
+        load(&format!(
+            "{HEAD}do:\n  - c:\n      call: http\n{metadata}      with: {{method: get, endpoint: 'https://example.com/'}}\n"
+        ))
+    };
+    let poll = |wf: &Workflow| match &wf.task(wf.list(wf.root)[0]).kind {
+        crate::model::TaskKind::CallHttp(c) => c.poll,
+        other => panic!("not an HTTP call: {other:?}"),
+    };
+    assert!(poll(&call("").expect("loads")));
+    assert!(!poll(
+        &call("      metadata: {asyncPattern: false}\n").expect("loads")
+    ));
+    let err = call("      metadata: {asyncPattern: 'no'}\n").expect_err("not a boolean");
+    assert_eq!(err.path, "/do/0/c/metadata/asyncPattern");
+}
