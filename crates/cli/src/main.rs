@@ -63,7 +63,7 @@ enum Command {
         secrets: Option<PathBuf>,
         /// An internal address range `call: http` may reach (`127.0.0.1`, `10.0.0.0/8`);
         /// repeatable. Without it, loopback, private and other internal addresses are refused.
-        #[arg(long, value_name = "RANGE", value_parser = parse_range)]
+        #[arg(long, value_name = "RANGE", value_parser = baton_engine::outbound::parse_range)]
         allow: Vec<ipnet::IpNet>,
     },
     /// Validate workflow documents without running them.
@@ -99,11 +99,4 @@ fn main() -> ExitCode {
         Command::Check { path } => check::check(&path),
         Command::Bench(args) => bench::run(*args),
     }
-}
-
-/// `--allow`: a CIDR block or one address.
-fn parse_range(s: &str) -> Result<ipnet::IpNet, String> {
-    s.parse::<ipnet::IpNet>()
-        .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-        .map_err(|_| format!("`{s}` is not an address range (write `10.0.0.0/8` or one address)"))
 }

@@ -321,7 +321,15 @@ fn run_calls_internal_addresses_only_when_allowed() {
     )
     .expect("write");
 
-    let refused = baton().arg("run").arg(&file).output().expect("baton runs");
+    let run = |args: &[&str]| {
+        baton()
+            .arg("run")
+            .arg(&file)
+            .args(args)
+            .output()
+            .expect("baton runs")
+    };
+    let refused = run(&[]);
     assert_eq!(refused.status.code(), Some(1));
     let problem = String::from_utf8_lossy(&refused.stdout).into_owned()
         + &String::from_utf8_lossy(&refused.stderr);
@@ -331,21 +339,11 @@ fn run_calls_internal_addresses_only_when_allowed() {
     );
     assert_eq!(hits.load(Ordering::SeqCst), 0, "the stand-in was reached");
 
-    let allowed = baton()
-        .arg("run")
-        .arg(&file)
-        .args(["--allow", "127.0.0.1"])
-        .output()
-        .expect("baton runs");
+    let allowed = run(&["--allow", "127.0.0.1"]);
     assert!(allowed.status.success(), "{allowed:?}");
     assert_eq!(stdout_json(&allowed), json!({"ok": true}));
     assert_eq!(hits.load(Ordering::SeqCst), 1);
 
-    let bad = baton()
-        .arg("run")
-        .arg(&file)
-        .args(["--allow", "10.0.0.0/40"])
-        .output()
-        .expect("baton runs");
+    let bad = run(&["--allow", "10.0.0.0/40"]);
     assert_eq!(bad.status.code(), Some(2), "{bad:?}");
 }

@@ -77,11 +77,6 @@ impl AddressPolicy {
         }
     }
 
-    /// Allows everything: for tests and embedders that call only their own services.
-    pub fn allow_all() -> Self {
-        Self::allowing(["0.0.0.0/0", "::/0"].map(|n| n.parse().unwrap_or_else(|_| unreachable!())))
-    }
-
     /// Checks one address.
     pub fn check(&self, addr: IpAddr) -> Result<(), Blocked> {
         let Some(rule) = classify(addr) else {
@@ -119,6 +114,15 @@ impl AddressPolicy {
             _ => Ok(allowed),
         }
     }
+}
+
+/// An allowed range as operators write it: a CIDR block (`10.0.0.0/8`) or one address.
+pub fn parse_range(s: &str) -> Result<IpNet, String> {
+    s.parse::<IpNet>()
+        .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
+        .map_err(|_| {
+            format!("`{s}` is not an address range (write `10.0.0.0/8`, `::1/128` or one address)")
+        })
 }
 
 /// The rule an address falls under, if any.
@@ -216,15 +220,16 @@ impl reqwest::dns::Resolve for Resolver {
         let this = self.clone();
         Box::pin(async move {
             let host = name.as_str();
-            let found: Vec<SocketAddr> = match this
+            let overridden: Vec<SocketAddr> = this
                 .overrides
                 .iter()
                 .filter(|(h, _)| h.eq_ignore_ascii_case(host))
                 .map(|(_, a)| *a)
-                .collect::<Vec<_>>()
-            {
-                o if !o.is_empty() => o,
-                _ => tokio::net::lookup_host((host, 0)).await?.collect(),
+                .collect();
+            let found = if overridden.is_empty() {
+                tokio::net::lookup_host((host, 0)).await?.collect()
+            } else {
+                overridden
             };
             let allowed = this.policy.filter(found)?;
             let addrs: reqwest::dns::Addrs = Box::new(allowed.into_iter());

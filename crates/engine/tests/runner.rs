@@ -154,10 +154,15 @@ async fn listening_without_an_event_source_faults_instead_of_hanging() {
 
 /// A runner whose calls may reach the stand-ins on loopback (the default policy refuses them).
 fn loopback_runner() -> Runner {
+    loopback_runner_with(HttpOptions::default())
+}
+
+/// [`loopback_runner`] with other HTTP settings.
+fn loopback_runner_with(options: HttpOptions) -> Runner {
     Runner::builder()
         .http(HttpOptions {
             policy: AddressPolicy::allowing(["127.0.0.0/8".parse().unwrap()]),
-            ..HttpOptions::default()
+            ..options
         })
         .build()
         .expect("runner")
@@ -408,14 +413,10 @@ async fn accepted_answers_are_polled_at_their_location_until_the_result() {
 
     // Without Retry-After the configured interval applies.
     let (addr, seen) = async_callee(1, false).await;
-    let runner = Runner::builder()
-        .http(HttpOptions {
-            policy: AddressPolicy::allowing(["127.0.0.0/8".parse().unwrap()]),
-            poll_interval: Duration::from_millis(20),
-            ..HttpOptions::default()
-        })
-        .build()
-        .expect("runner");
+    let runner = loopback_runner_with(HttpOptions {
+        poll_interval: Duration::from_millis(20),
+        ..HttpOptions::default()
+    });
     let started = std::time::Instant::now();
     let run = runner.run(&async_call(addr, ""), json!({})).await;
     assert_eq!(run.output, Some(json!({"result": 42})), "{:?}", run.error);
@@ -474,14 +475,10 @@ async fn slow_answers_time_out_per_attempt_and_are_retried_exactly() {
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move { axum::serve(listener, app).await });
-    let runner = Runner::builder()
-        .http(HttpOptions {
-            policy: AddressPolicy::allowing(["127.0.0.0/8".parse().unwrap()]),
-            attempt_timeout: Duration::from_millis(100),
-            ..HttpOptions::default()
-        })
-        .build()
-        .expect("runner");
+    let runner = loopback_runner_with(HttpOptions {
+        attempt_timeout: Duration::from_millis(100),
+        ..HttpOptions::default()
+    });
     let w = wf(&format!(
         "do:\n  - t:\n      try:\n        - c: {{call: http, with: {{method: get, endpoint: 'http://{addr}/'}}}}\n      catch:\n        errors:\n          with: {{type: 'https://serverlessworkflow.io/spec/1.0.0/errors/timeout'}}\n        as: e\n        retry:\n          delay: {{milliseconds: 10}}\n          limit: {{attempt: {{count: 3}}}}\n        do:\n          - h: {{set: {{caught: '${{ $e.type }}', status: '${{ $e.status }}'}}}}\n"
     ));

@@ -220,14 +220,9 @@ pub struct AllowedRange(pub ipnet::IpNet);
 impl<'de> Deserialize<'de> for AllowedRange {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        s.parse::<ipnet::IpNet>()
-            .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        baton_engine::outbound::parse_range(&s)
             .map(Self)
-            .map_err(|_| {
-                serde::de::Error::custom(format!(
-                    "`{s}` is not an address range (write `10.0.0.0/8`, `::1/128` or one address)"
-                ))
-            })
+            .map_err(serde::de::Error::custom)
     }
 }
 

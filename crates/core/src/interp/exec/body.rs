@@ -237,15 +237,15 @@ pub(super) fn resume_body(cx: &mut Cx<'_>, frame: &mut Frame, ev: &Ev) -> Option
             }
             _ => None,
         },
-        Body::Call {
-            token,
-            request: Some(req),
-        } if matches!(ev, Ev::Call(x, CallResult::Http(_)) if x == token) => {
-            let Ev::Call(_, CallResult::Http(resp)) = ev else {
+        Body::Call { token, request } => {
+            let Ev::Call(x, result) = ev else { return None };
+            if x != token {
                 return None;
-            };
-            if let Some((poll, wait)) =
-                super::super::call::poll_of(req, resp, cx.env.poll_interval.0)
+            }
+            // The asynchronous pattern: a 202 to poll keeps the task waiting, on a timer.
+            if let (Some(req), CallResult::Http(resp)) = (request.as_deref(), result)
+                && let Some((poll, wait)) =
+                    super::super::call::poll_of(req, resp, cx.env.poll_interval.0)
             {
                 let timer = cx.timer(crate::Duration::from_millis(wait));
                 frame.body = Body::Poll {
@@ -254,15 +254,7 @@ pub(super) fn resume_body(cx: &mut Cx<'_>, frame: &mut Frame, ev: &Ev) -> Option
                 };
                 return Some(None);
             }
-            Some(Some(
-                match super::super::call::shape_response(req, resp.clone(), &task.reference) {
-                    Ok(v) => Outcome::Done(v, None),
-                    Err(e) => Outcome::Failed(e),
-                },
-            ))
-        }
-        Body::Call { token, request } => match ev {
-            Ev::Call(x, result) if x == token => Some(Some(match result.clone() {
+            Some(Some(match result.clone() {
                 CallResult::Value(v) => Outcome::Done(v, None),
                 CallResult::Failed(mut e) => {
                     if e.instance.is_none() {
@@ -279,9 +271,8 @@ pub(super) fn resume_body(cx: &mut Cx<'_>, frame: &mut Frame, ev: &Ev) -> Option
                     }
                     None => Outcome::Done(resp.content, None),
                 },
-            })),
-            _ => None,
-        },
+            }))
+        }
         Body::Listen {
             token,
             filters,
