@@ -74,7 +74,7 @@ async fn run(s: &ApiState, route: &str, parts: &Parts, body: Body) -> Result<Res
         None => instances::accepted(
             prefix,
             &started.id,
-            "10",
+            &f.retry_after.to_string(),
             check_status_body(headers, prefix, &started.id),
         ),
     })
@@ -118,7 +118,7 @@ async fn durable(
     let mut r = instances::accepted(
         prefix,
         &row.id,
-        "10",
+        &f.retry_after.to_string(),
         durable_status_body(&parts.headers, prefix, &row.id),
     );
     if matches!(begun, Begun::Replayed(_)) {

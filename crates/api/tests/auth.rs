@@ -8,6 +8,7 @@ mod support;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use baton_host::Keys;
+use serde_json::json;
 use support::*;
 
 const WF: &str = "document: {dsl: '1.0.0', namespace: t, name: echo, version: '1.0.0'}\ndo:\n  - e: {set: '${ . }'}\n";
@@ -163,14 +164,16 @@ async fn status_routes_open_to_the_starting_functions_keys_and_host_keys() {
 async fn every_sample_route_checks_its_key_over_http() {
     let app = baton_host::App::sample().expect("sample");
     let names: Vec<String> = app.functions.iter().map(|f| f.name.clone()).collect();
-    assert_eq!(names.len(), 11);
+    assert_eq!(names.len(), 14);
     let mut keys = Keys::default();
     let host = keys.create(None, "master", "t").expect("key");
     let own: Vec<String> = names
         .iter()
         .map(|n| keys.create(Some(n), "default", "t").expect("key"))
         .collect();
-    let s = live(&state(app, keys).await).await;
+    // ValidateHttp calls the Check* routes with the host key, from its secret.
+    let secrets = serde_json::Map::from_iter([("checks".to_owned(), json!({"key": host}))]);
+    let (_, s) = serve(app, keys, secrets).await;
     let body = r#"{"Name": {"First": "Ada", "Last": "Lovelace"}, "Address": {"Line1": "1", "City": "L", "State": "LN", "Zip": "10001"}}"#;
     for (i, name) in names.iter().enumerate() {
         let foreign = &own[(i + 1) % own.len()];

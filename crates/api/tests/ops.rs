@@ -129,7 +129,7 @@ async fn the_openapi_document_lists_every_function_of_the_sample() {
             .unwrap()
             .contains("the embedded sample app")
     );
-    assert_eq!(functions.len(), 11);
+    assert_eq!(functions.len(), 14);
     for route in &functions {
         let op = &doc["paths"][format!("/api/{route}")]["post"];
         assert!(op.is_object(), "/api/{route}");

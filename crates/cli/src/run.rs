@@ -46,7 +46,15 @@ pub fn run(
         .map(|p| read_input(Some(&p.to_string_lossy())))
         .transpose()
     {
-        Ok(s) => s.unwrap_or_else(|| Value::Object(Default::default())),
+        Ok(None) => serde_json::Map::new(),
+        Ok(Some(Value::Object(m))) => m,
+        Ok(Some(_)) => {
+            problem::print(&problem::usage(
+                "Bad secrets",
+                "--secrets must hold a JSON object of secrets by name",
+            ));
+            return ExitCode::from(2);
+        }
         Err(p) => {
             problem::print(&p);
             return ExitCode::from(2);

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use baton_api::ApiState;
 use baton_core::expr::Budget;
 use baton_engine::Runner;
-use baton_host::{App, Express, Instances, Keys, Settings};
+use baton_host::{App, Express, Instances, Keys, Settings, runtime};
 
 /// Flags of `baton serve`; they win over `baton.toml` and `BATON_*` variables.
 #[derive(Debug, clap::Args)]
@@ -34,6 +34,8 @@ struct Prepared {
     keys: Arc<Keys>,
     addr: SocketAddr,
     dev_mode: bool,
+    /// `[secrets]`, read and checked against what the workflows declare.
+    secrets: serde_json::Map<String, serde_json::Value>,
 }
 
 fn prepare(args: &ServeArgs) -> Result<Prepared, String> {
@@ -58,6 +60,9 @@ fn prepare(args: &ServeArgs) -> Result<Prepared, String> {
             app.config.host.listen
         )
     })?;
+    let secrets =
+        runtime::resolve_secrets(&app.config.secrets, &app.dir, &|k| std::env::var(k).ok())?;
+    runtime::check_declared(&app, &secrets)?;
     let keys = Keys::load(&args.keys).map_err(|e| e.to_string())?;
     let dev_mode = keys.is_empty();
     if dev_mode && !addr.ip().is_loopback() {
@@ -72,6 +77,7 @@ fn prepare(args: &ServeArgs) -> Result<Prepared, String> {
         keys: Arc::new(keys),
         addr,
         dev_mode,
+        secrets,
     })
 }
 
@@ -104,11 +110,19 @@ pub fn serve(args: &ServeArgs) -> ExitCode {
 
 async fn run(p: Prepared) -> Result<(), String> {
     let config = &p.app.config;
+    // Bound first: workflows are told the address they can call their sibling functions at.
+    let listener = tokio::net::TcpListener::bind(p.addr)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", p.addr))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let base = runtime::base_url(addr, config.host.base_url.as_deref());
     let runner = Runner::builder()
         .budget(Budget {
             steps: config.limits.expression_steps,
         })
         .http(config.http.options())
+        .secrets(p.secrets)
+        .runtime_metadata(runtime::metadata(&base, &config.host.route_prefix))
         .build()
         .map_err(|e| e.to_string())?;
     let durable = if p.app.functions.iter().any(|f| f.is_durable()) {
@@ -120,10 +134,6 @@ async fn run(p: Prepared) -> Result<(), String> {
         None
     };
     let express = Express::new(runner, Settings::from_config(config));
-    let listener = tokio::net::TcpListener::bind(p.addr)
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", p.addr))?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
     announce(&p.app, addr, p.dev_mode, &p.keys, durable.as_deref());
     let grace = config.host.shutdown_grace.0.to_std();
     let state = ApiState {

@@ -18,11 +18,17 @@ struct Server {
 impl Server {
     /// Starts `baton serve` with `args` on 127.0.0.1:0 and reads the address it announces.
     fn start(args: &[&str], cwd: &std::path::Path) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_baton"))
-            .arg("serve")
+        let mut c = Command::new(env!("CARGO_BIN_EXE_baton"));
+        c.arg("serve")
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
-            .current_dir(cwd)
+            .current_dir(cwd);
+        Self::spawn(c)
+    }
+
+    /// Spawns `serve` (a `baton serve` command) and reads the address it announces.
+    fn spawn(mut serve: Command) -> Self {
+        let mut child = serve
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()
@@ -92,6 +98,13 @@ fn serves_the_embedded_sample_and_stops_cleanly_on_sigterm() {
         json!([{"id": 1, "check": "CheckFirstName", "message": "First name is null or not longer than 1 character"}])
     );
     assert_eq!(body["passed"].as_array().map(Vec::len), Some(5));
+    // Over HTTP to the server's own Check* routes, on the port it was given.
+    let (status, over_http) = server.request(
+        "POST",
+        "/api/ValidateHttp",
+        Some(r#"{"Name": {"First": "J", "Last": "Doe"}, "Address": {"Line1": "1 Main", "City": "Salem", "State": "OR", "Zip": "97301"}}"#),
+    );
+    assert_eq!((status, &over_http), (200, &body));
     let (status, _) = server.request(
         "POST",
         "/api/CheckZip",
@@ -128,6 +141,66 @@ fn bad_configuration_is_refused_with_file_line_and_field() {
         err.contains("baton.toml:3:1: unknown field `max_bodybytes`"),
         "{err}"
     );
+}
+
+/// An app whose workflow reads the secret `api`, configured from `T_API_TOKEN`.
+fn secret_app(dir: &std::path::Path, declared: &str) {
+    std::fs::create_dir_all(dir.join("workflows")).unwrap();
+    std::fs::write(
+        dir.join("baton.toml"),
+        "[secrets.api]\ntoken = { env = \"T_API_TOKEN\" }\n\n[functions.Token]\nworkflow = \"token\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("workflows/token.yaml"),
+        format!("document: {{dsl: '1.0.0', namespace: t, name: token, version: '1.0.0'}}\nuse: {{secrets: [{declared}]}}\ndo:\n  - a: {{set: {{length: '${{ $secrets.api.token | length }}'}}}}\n"),
+    )
+    .unwrap();
+}
+
+#[test]
+fn secrets_are_read_at_start_up_and_a_missing_one_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    secret_app(dir.path(), "api");
+    let serve = || {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_baton"));
+        c.args(["serve", "--listen", "127.0.0.1:0", "--app"])
+            .arg(dir.path())
+            .env_remove("T_API_TOKEN");
+        c
+    };
+    let out = serve().output().expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("secrets.api.token: the environment variable `T_API_TOKEN` is not set"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Declaring a secret that [secrets] lacks is refused too.
+    let other = tempfile::tempdir().expect("tempdir");
+    secret_app(other.path(), "api, vault");
+    let out = Command::new(env!("CARGO_BIN_EXE_baton"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--app"])
+        .arg(other.path())
+        .env("T_API_TOKEN", "x")
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(
+            "workflow `token` declares the secret `vault` in use.secrets, but baton.toml's [secrets] has no `vault`"
+        ),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Set, it is what the workflow reads.
+    let mut set = serve();
+    set.env("T_API_TOKEN", "0123456789");
+    let server = Server::spawn(set);
+    let (status, body) = server.request("POST", "/api/Token", Some("{}"));
+    assert_eq!((status, body), (200, json!({"length": 10})));
+    assert!(server.terminate().success());
 }
 
 #[test]

@@ -3,7 +3,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use baton_core::interp::{HttpRequest, HttpResponse, base64};
+use baton_core::interp::{HttpRequest, HttpResponse, SecretAuth, Secrets, base64};
+use baton_core::model::AuthScheme;
 use baton_core::{ErrorKind, WorkflowError};
 use serde_json::Value;
 
@@ -47,6 +48,8 @@ pub struct HttpInvoker {
     client: reqwest::Client,
     max_body: usize,
     policy: AddressPolicy,
+    /// What secret-based authentication reads, at send time.
+    secrets: Secrets,
 }
 
 impl HttpInvoker {
@@ -75,7 +78,63 @@ impl HttpInvoker {
             client,
             max_body: options.max_body,
             policy: options.policy.clone(),
+            secrets: Secrets::default(),
         })
+    }
+
+    /// The same client, reading secret-based authentication from `secrets`.
+    #[must_use]
+    pub fn with_secrets(mut self, secrets: Secrets) -> Self {
+        self.secrets = secrets;
+        self
+    }
+
+    /// The `Authorization` value made from the secret `auth` names; marked sensitive, so the
+    /// client never prints it.
+    fn authorization(
+        &self,
+        auth: &SecretAuth,
+        task: &str,
+    ) -> Result<reqwest::header::HeaderValue, WorkflowError> {
+        let field = |name: &str| {
+            self.secrets
+                .get(&auth.secret)
+                .and_then(|s| s.get(name))
+                .and_then(Value::as_str)
+                .ok_or_else(|| {
+                    WorkflowError::new(
+                        ErrorKind::Configuration,
+                        task,
+                        format!(
+                            "secret `{}` has no string `{name}` for {} authentication",
+                            auth.secret,
+                            match auth.scheme {
+                                AuthScheme::Basic => "basic",
+                                AuthScheme::Bearer => "bearer",
+                            }
+                        ),
+                    )
+                })
+        };
+        let text = match auth.scheme {
+            AuthScheme::Basic => format!(
+                "Basic {}",
+                base64(format!("{}:{}", field("username")?, field("password")?).as_bytes())
+            ),
+            AuthScheme::Bearer => format!("Bearer {}", field("token")?),
+        };
+        let mut value = reqwest::header::HeaderValue::try_from(text).map_err(|_| {
+            WorkflowError::new(
+                ErrorKind::Configuration,
+                task,
+                format!(
+                    "secret `{}` holds characters a header cannot carry",
+                    auth.secret
+                ),
+            )
+        })?;
+        value.set_sensitive(true);
+        Ok(value)
     }
 
     /// Sends one request. Transport failures come back as `communication` errors and an
@@ -107,6 +166,12 @@ impl HttpInvoker {
         }
         for (k, v) in &req.headers {
             builder = builder.header(k, v);
+        }
+        if let Some(auth) = &req.auth {
+            builder = builder.header(
+                reqwest::header::AUTHORIZATION,
+                self.authorization(auth, task)?,
+            );
         }
         if let Some(body) = &req.body {
             builder = match body {

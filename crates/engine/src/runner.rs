@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use baton_core::expr::Budget;
 use baton_core::interp::{
-    CallRequest, CallResult, Effect, Env, Input, Instance, Status, Token, TraceEvent,
+    CallRequest, CallResult, Effect, Env, Input, Instance, Secrets, Status, Token, TraceEvent,
 };
 use baton_core::{ErrorKind, Timestamp, Workflow, WorkflowError};
 use serde_json::Value;
@@ -41,7 +41,8 @@ pub struct RunOutcome {
 pub struct RunnerBuilder {
     functions: Functions,
     http: HttpOptions,
-    secrets: Option<Value>,
+    secrets: Secrets,
+    runtime_metadata: Option<Value>,
     budget: Budget,
 }
 
@@ -81,9 +82,16 @@ impl RunnerBuilder {
         self
     }
 
-    /// Sets `$secrets`.
-    pub fn secrets(mut self, secrets: Value) -> Self {
-        self.secrets = Some(secrets);
+    /// Sets the secrets: a workflow sees those it declares in `use.secrets` as `$secrets`, and
+    /// secret-based authentication reads them when a request is sent.
+    pub fn secrets(mut self, secrets: serde_json::Map<String, Value>) -> Self {
+        self.secrets = Secrets::new(secrets);
+        self
+    }
+
+    /// Sets `$runtime.metadata` (the host puts its own base URL there).
+    pub fn runtime_metadata(mut self, metadata: Value) -> Self {
+        self.runtime_metadata = Some(metadata);
         self
     }
 
@@ -96,11 +104,13 @@ impl RunnerBuilder {
     /// Builds the runner.
     pub fn build(self) -> Result<Runner, Error> {
         Ok(Runner {
-            http: HttpInvoker::new(&self.http)?,
+            http: HttpInvoker::new(&self.http)?.with_secrets(self.secrets.clone()),
             functions: self.functions,
-            secrets: self
-                .secrets
-                .unwrap_or_else(|| Value::Object(Default::default())),
+            secrets: self.secrets,
+            runtime_metadata: Arc::new(
+                self.runtime_metadata
+                    .unwrap_or_else(|| Value::Object(Default::default())),
+            ),
             budget: self.budget,
             poll_interval: baton_core::Duration::from_millis(
                 u64::try_from(self.http.poll_interval.as_millis()).unwrap_or(u64::MAX),
@@ -114,7 +124,8 @@ impl RunnerBuilder {
 pub struct Runner {
     http: HttpInvoker,
     functions: Functions,
-    secrets: Value,
+    secrets: Secrets,
+    runtime_metadata: Arc<Value>,
     budget: Budget,
     poll_interval: baton_core::Duration,
 }
@@ -241,6 +252,7 @@ impl Runner {
     pub(crate) fn env<'a>(&self, wf: &'a Workflow, id: &'a str) -> Env<'a> {
         let mut env = Env::new(wf, id);
         env.secrets = self.secrets.clone();
+        env.runtime_metadata = Arc::clone(&self.runtime_metadata);
         env.budget = self.budget;
         env.poll_interval = self.poll_interval;
         env

@@ -39,6 +39,7 @@ do:
 
 /// Fails in its first step unless the secrets say the configuration is fixed.
 const CONFIGURED: &str = r#"document: {dsl: '1.0.0', namespace: test, name: configured, version: '1.0.0'}
+use: {secrets: [mode]}
 do:
   - check: {set: {mode: '${ $secrets.mode | if . == "broken" then error("the configuration is broken") else . end }'}}
 "#;
@@ -98,7 +99,10 @@ fn rig(path: &Path, failures: usize, mode: &str) -> Rig {
         Arc::clone(&gate),
     );
     let runner = Runner::builder()
-        .secrets(json!({"mode": mode}))
+        .secrets(serde_json::Map::from_iter([(
+            "mode".to_owned(),
+            json!(mode),
+        )]))
         .function("gated", move |args: Value| {
             g.fetch_add(1, Ordering::SeqCst);
             let open = Arc::clone(&open);

@@ -143,6 +143,8 @@ pub struct Function {
     pub mode: Mode,
     pub durability: Durability,
     pub wait: baton_core::Duration,
+    /// Seconds a 202 from the trigger asks callers to wait before polling.
+    pub retry_after: u64,
     pub workflow: Arc<Workflow>,
 }
 
@@ -159,6 +161,9 @@ pub struct App {
     pub config: Config,
     /// Where it came from, for messages.
     pub origin: String,
+    /// Where relative paths in `baton.toml` (`[secrets]` files) start: the app folder, or the
+    /// working directory for the embedded sample.
+    pub dir: PathBuf,
     /// Workflows by `document.name`.
     pub workflows: HashMap<String, Arc<Workflow>>,
     /// What each workflow (by `document.name`) was loaded from: its file's text followed by
@@ -172,7 +177,11 @@ pub struct App {
 impl App {
     /// The person-validation sample app embedded in the binary.
     pub fn sample() -> Result<Self, AppError> {
-        Self::load(&Embedded(&SAMPLE), "the embedded sample app".to_owned())
+        Self::load(
+            &Embedded(&SAMPLE),
+            "the embedded sample app".to_owned(),
+            PathBuf::from("."),
+        )
     }
 
     /// An app folder.
@@ -183,7 +192,11 @@ impl App {
                 message: "not a folder".to_owned(),
             });
         }
-        Self::load(&Folder(dir.to_path_buf()), dir.display().to_string())
+        Self::load(
+            &Folder(dir.to_path_buf()),
+            dir.display().to_string(),
+            dir.to_path_buf(),
+        )
     }
 
     /// The function bound to `route`, compared case-insensitively as Azure Functions does.
@@ -193,7 +206,7 @@ impl App {
             .find(|f| f.route.eq_ignore_ascii_case(route))
     }
 
-    fn load(source: &dyn Source, origin: String) -> Result<Self, AppError> {
+    fn load(source: &dyn Source, origin: String, dir: PathBuf) -> Result<Self, AppError> {
         let config_text = source.read("baton.toml").unwrap_or_default();
         let config = Config::parse(&config_text, &source.describe("baton.toml"))?;
         let mut workflows = HashMap::new();
@@ -258,12 +271,14 @@ impl App {
                 mode: f.mode,
                 durability: f.durability(),
                 wait: f.wait.0,
+                retry_after: f.retry_after.0.as_millis().div_ceil(1000),
                 workflow,
             });
         }
         Ok(Self {
             config,
             origin,
+            dir,
             workflows,
             sources,
             functions,

@@ -29,6 +29,9 @@ pub struct Config {
     pub store: StoreConfig,
     pub durable: DurableConfig,
     pub http: HttpConfig,
+    /// `[secrets]`: what workflows read as `$secrets` (those they declare in `use.secrets`)
+    /// and what secret-based authentication uses; see [`crate::runtime`].
+    pub secrets: BTreeMap<String, crate::runtime::SecretSpec>,
     /// Functions by name: each binds a trigger to a workflow.
     pub functions: BTreeMap<String, FunctionConfig>,
 }
@@ -43,6 +46,9 @@ pub struct HostConfig {
     pub route_prefix: String,
     /// How long in-flight requests may take to finish after a shutdown signal.
     pub shutdown_grace: ConfigDuration,
+    /// The URL this host is reached at, as workflows see it in `$runtime.metadata.baseUrl`
+    /// (the bound address when absent).
+    pub base_url: Option<String>,
 }
 
 impl Default for HostConfig {
@@ -51,6 +57,7 @@ impl Default for HostConfig {
             listen: "127.0.0.1:7071".to_owned(),
             route_prefix: "api".to_owned(),
             shutdown_grace: ConfigDuration(Duration::from_secs(10)),
+            base_url: None,
         }
     }
 }
@@ -268,10 +275,17 @@ pub struct FunctionConfig {
     /// How long a sync caller waits before getting a 202.
     #[serde(default = "default_wait")]
     pub wait: ConfigDuration,
+    /// The `Retry-After` a 202 from this trigger asks callers to wait (whole seconds).
+    #[serde(default = "default_retry_after")]
+    pub retry_after: ConfigDuration,
 }
 
 fn default_methods() -> Vec<String> {
     vec!["POST".to_owned()]
+}
+
+fn default_retry_after() -> ConfigDuration {
+    ConfigDuration(Duration::from_secs(10))
 }
 
 fn default_wait() -> ConfigDuration {
@@ -349,6 +363,13 @@ impl Config {
         }
         if self.store.path.trim().is_empty() {
             return Err(fail("store.path must name a file".to_owned()));
+        }
+        if let Some(url) = &self.host.base_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(fail(format!(
+                "host.base_url: `{url}` must be an http:// or https:// URL"
+            )));
         }
         if self.limits.max_json_depth == 0 {
             return Err(fail("limits.max_json_depth must be at least 1".to_owned()));

@@ -18,6 +18,7 @@ pub mod config;
 mod durable;
 mod express;
 pub mod keys;
+pub mod runtime;
 mod store;
 
 pub use app::{App, AppError, Function};

@@ -18,12 +18,46 @@ use tower::ServiceExt;
 
 /// The API over `app`. When it has durable functions, their store is an SQLite file in a
 /// fresh folder and a dispatcher runs their work for as long as the test's runtime does.
-pub async fn state(mut app: App, keys: Keys) -> ApiState {
-    // Stand-ins for called functions run on loopback.
+pub async fn state(app: App, keys: Keys) -> ApiState {
     let runner = Runner::builder()
         .http(app.config.http.options())
         .build()
         .expect("runner");
+    state_on(app, keys, runner).await
+}
+
+/// A real server on 127.0.0.1:0 serving `app`, whose workflows are told its address (as
+/// `baton serve` tells them) and read `secrets`.
+pub async fn serve(
+    app: App,
+    keys: Keys,
+    secrets: serde_json::Map<String, Value>,
+) -> (ApiState, Live) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let base = baton_host::runtime::base_url(addr, app.config.host.base_url.as_deref());
+    let runner = Runner::builder()
+        .http(app.config.http.options())
+        .secrets(secrets)
+        .runtime_metadata(baton_host::runtime::metadata(
+            &base,
+            &app.config.host.route_prefix,
+        ))
+        .build()
+        .expect("runner");
+    let state = state_on(app, keys, runner).await;
+    let router = baton_api::router(state.clone());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let live = Live {
+        base: format!("http://{addr}"),
+        client: reqwest::Client::new(),
+    };
+    (state, live)
+}
+
+async fn state_on(mut app: App, keys: Keys, runner: Runner) -> ApiState {
     let dev_mode = keys.is_empty();
     let durable = if app.functions.iter().any(|f| f.is_durable()) {
         let dir = tempfile::tempdir().expect("tempdir").keep();

@@ -6,7 +6,7 @@ use crate::error::{ErrorKind, WorkflowError};
 use crate::expr::{Bindings, Budget, ExprError, Template};
 use crate::model::{Authentication, EndpointUri, HttpCall, HttpOutput};
 
-use super::{HttpRequest, HttpResponse};
+use super::{HttpRequest, HttpResponse, SecretAuth};
 
 /// Evaluates a `call: http` task's arguments into a concrete request.
 pub(crate) fn build_request(
@@ -31,18 +31,25 @@ pub(crate) fn build_request(
         })
     };
     let mut headers = pairs(&call.headers)?;
-    if let Some(auth) = &call.authentication {
-        let value = match auth {
-            Authentication::Basic { username, password } => {
-                let u = username.eval_string(input, vars, budget)?;
-                let p = password.eval_string(input, vars, budget)?;
-                format!("Basic {}", base64(format!("{u}:{p}").as_bytes()))
-            }
-            Authentication::Bearer { token } => {
-                format!("Bearer {}", token.eval_string(input, vars, budget)?)
-            }
-        };
-        headers.push(("authorization".to_owned(), value));
+    let mut auth = None;
+    match &call.authentication {
+        None => {}
+        Some(Authentication::Basic { username, password }) => {
+            let u = username.eval_string(input, vars, budget)?;
+            let p = password.eval_string(input, vars, budget)?;
+            let value = format!("Basic {}", base64(format!("{u}:{p}").as_bytes()));
+            headers.push(("authorization".to_owned(), value));
+        }
+        Some(Authentication::Bearer { token }) => {
+            let value = format!("Bearer {}", token.eval_string(input, vars, budget)?);
+            headers.push(("authorization".to_owned(), value));
+        }
+        Some(Authentication::Secret { scheme, secret }) => {
+            auth = Some(SecretAuth {
+                scheme: *scheme,
+                secret: secret.clone(),
+            });
+        }
     }
     Ok(HttpRequest {
         method,
@@ -57,6 +64,7 @@ pub(crate) fn build_request(
         redirect: call.redirect,
         output: call.output,
         poll: call.poll,
+        auth,
     })
 }
 
@@ -109,6 +117,7 @@ pub(crate) fn poll_of(
             redirect: request.redirect,
             output: request.output,
             poll: true,
+            auth: request.auth.clone().filter(|_| same_origin),
         },
         wait,
     ))
@@ -302,6 +311,10 @@ mod tests {
             redirect: false,
             output: HttpOutput::Content,
             poll: true,
+            auth: Some(SecretAuth {
+                scheme: crate::model::AuthScheme::Bearer,
+                secret: "api".to_owned(),
+            }),
         }
     }
 
@@ -341,12 +354,15 @@ mod tests {
         assert!(poll.query.is_empty());
         let names: Vec<&str> = poll.headers.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(names, ["authorization", "x-trace"]);
-        // Elsewhere: no credentials; no Retry-After: the default interval.
+        assert_eq!(poll.auth, req.auth);
+        // Elsewhere: no credentials, literal or from a secret; no Retry-After: the default
+        // interval.
         let (poll, wait) =
             poll_of(&req, &accepted(&[("location", "http://other/s")]), 1500).expect("polled");
         assert_eq!(wait, 1500);
         let names: Vec<&str> = poll.headers.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(names, ["x-trace"]);
+        assert_eq!(poll.auth, None);
         // Not polled: no Location, another status, or turned off.
         assert!(poll_of(&req, &accepted(&[]), 1000).is_none());
         let mut ok = accepted(&[("location", "/s")]);

@@ -34,7 +34,7 @@ mod vars;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::error::WorkflowError;
 use crate::expr::Budget;
@@ -88,13 +88,39 @@ impl Status {
 pub struct Env<'a> {
     pub workflow: &'a Workflow,
     pub instance_id: &'a str,
-    /// `$secrets`.
-    pub secrets: Value,
+    /// Every configured secret; `$secrets` shows a workflow the ones it declares.
+    pub secrets: Secrets,
     /// `$runtime.metadata`.
-    pub runtime_metadata: Value,
+    pub runtime_metadata: Arc<Value>,
     pub budget: Budget,
     /// How long to wait between polls of a `202 Accepted` call that gives no `Retry-After`.
     pub poll_interval: crate::Duration,
+}
+
+/// Secret values by name, cheap to share. `Debug` shows the names, never the values.
+#[derive(Clone, Default, PartialEq)]
+pub struct Secrets(Arc<Map<String, Value>>);
+
+impl Secrets {
+    pub fn new(values: Map<String, Value>) -> Self {
+        Self(Arc::new(values))
+    }
+
+    /// The secret called `name`.
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.0.get(name)
+    }
+
+    /// The names of the secrets, in order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.keys().map(String::as_str)
+    }
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.names()).finish()
+    }
 }
 
 /// [`Env::poll_interval`] unless configured.
@@ -106,8 +132,8 @@ impl<'a> Env<'a> {
         Self {
             workflow,
             instance_id,
-            secrets: Value::Object(Default::default()),
-            runtime_metadata: Value::Object(Default::default()),
+            secrets: Secrets::default(),
+            runtime_metadata: Arc::new(Value::Object(Map::new())),
             budget: Budget::default(),
             poll_interval: DEFAULT_POLL_INTERVAL,
         }
@@ -168,6 +194,17 @@ pub struct HttpRequest {
     /// pattern).
     #[serde(default = "polls_by_default")]
     pub poll: bool,
+    /// Credentials the shell adds from a named secret when it sends the request (and each
+    /// poll on the same origin); only the secret's name is stored with the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<SecretAuth>,
+}
+
+/// `Authorization` to be made from a secret at send time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretAuth {
+    pub scheme: crate::model::AuthScheme,
+    pub secret: String,
 }
 
 fn polls_by_default() -> bool {

@@ -38,12 +38,20 @@ impl Bindings for Vars<'_> {
             "$context" => self.context.clone(),
             "$input" => self.input.clone(),
             "$output" => self.output.cloned().unwrap_or(Value::Null),
-            "$secrets" => self.env.secrets.clone(),
+            // Only what the workflow declares in `use.secrets`.
+            "$secrets" => Value::Object(
+                self.env
+                    .workflow
+                    .secrets
+                    .iter()
+                    .filter_map(|n| Some((n.clone(), self.env.secrets.get(n)?.clone())))
+                    .collect(),
+            ),
             "$__now" => json!(self.now.millis() as f64 / 1000.0),
             "$runtime" => json!({
                 "name": "baton",
                 "version": env!("CARGO_PKG_VERSION"),
-                "metadata": self.env.runtime_metadata,
+                "metadata": *self.env.runtime_metadata,
             }),
             "$workflow" => json!({
                 "id": self.env.instance_id,

@@ -4,7 +4,8 @@ use serde_json::{Map, Value};
 
 use crate::expr::VarNames;
 use crate::model::{
-    Authentication, EndpointUri, HttpCall, HttpOutput, ListenSpec, ListenStrategy, TaskKind,
+    AuthScheme, Authentication, EndpointUri, HttpCall, HttpOutput, ListenSpec, ListenStrategy,
+    TaskKind,
 };
 
 use super::{LoadError, Loader, check_keys, escape, object, template};
@@ -178,10 +179,7 @@ impl Loader<'_> {
             let bp = format!("{path}/basic");
             let bm = object(b, &bp)?;
             if bm.contains_key("use") {
-                return Err(LoadError::unsupported(
-                    &format!("{bp}/use"),
-                    "authentication from secrets (`use`)",
-                ));
+                return self.secret_auth(bm, &bp, AuthScheme::Basic);
             }
             check_keys(bm, &bp, &["username", "password"])?;
             let get = |k: &str| {
@@ -198,10 +196,7 @@ impl Loader<'_> {
             let bp = format!("{path}/bearer");
             let bm = object(b, &bp)?;
             if bm.contains_key("use") {
-                return Err(LoadError::unsupported(
-                    &format!("{bp}/use"),
-                    "authentication from secrets (`use`)",
-                ));
+                return self.secret_auth(bm, &bp, AuthScheme::Bearer);
             }
             check_keys(bm, &bp, &["token"])?;
             let token = bm
@@ -216,6 +211,31 @@ impl Loader<'_> {
             &format!("{path}/{scheme}"),
             format!("`{scheme}` authentication (Baton supports basic and bearer)"),
         ))
+    }
+
+    /// `{use: name}` in place of literal credentials: `name` must be declared in `use.secrets`.
+    fn secret_auth(
+        &self,
+        m: &Map<String, Value>,
+        path: &str,
+        scheme: AuthScheme,
+    ) -> Result<Authentication, LoadError> {
+        check_keys(m, path, &["use"])?;
+        let up = format!("{path}/use");
+        let name = match m.get("use") {
+            Some(Value::String(n)) if !n.is_empty() => n,
+            _ => return Err(LoadError::invalid(&up, "the name of a secret is required")),
+        };
+        if !self.secrets.iter().any(|s| s == name) {
+            return Err(LoadError::invalid(
+                &up,
+                format!("secret `{name}` is not declared in `use.secrets`"),
+            ));
+        }
+        Ok(Authentication::Secret {
+            scheme,
+            secret: name.clone(),
+        })
     }
 
     pub(super) fn listen(

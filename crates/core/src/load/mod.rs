@@ -154,6 +154,7 @@ pub fn load_value(value: Value, resolver: &dyn Resolver) -> Result<Workflow, Loa
         output,
         timeout,
         root: root_list,
+        secrets: cx.secrets,
         tasks: cx.tasks,
         lists: cx.lists,
         source: Arc::new(value),
@@ -211,6 +212,8 @@ pub(crate) struct Loader<'r> {
     pub(crate) timeouts: HashMap<String, Value>,
     pub(crate) authentications: HashMap<String, Value>,
     pub(crate) functions: HashMap<String, Value>,
+    /// `use.secrets`: the only secrets the workflow may read.
+    pub(crate) secrets: Vec<String>,
 }
 
 impl<'r> Loader<'r> {
@@ -224,6 +227,7 @@ impl<'r> Loader<'r> {
             timeouts: HashMap::new(),
             authentications: HashMap::new(),
             functions: HashMap::new(),
+            secrets: Vec::new(),
         }
     }
 
@@ -269,6 +273,22 @@ impl<'r> Loader<'r> {
         self.timeouts = named("timeouts")?;
         self.authentications = named("authentications")?;
         self.functions = named("functions")?;
+        if let Some(v) = m.get("secrets") {
+            let list = v.as_array().ok_or_else(|| {
+                LoadError::invalid("/use/secrets", "a list of secret names is required")
+            })?;
+            for (i, name) in list.iter().enumerate() {
+                match name.as_str() {
+                    Some(n) if !n.is_empty() => self.secrets.push(n.to_owned()),
+                    _ => {
+                        return Err(LoadError::invalid(
+                            &format!("/use/secrets/{i}"),
+                            "a secret's name must be a non-empty string",
+                        ));
+                    }
+                }
+            }
+        }
         Ok(())
     }
 

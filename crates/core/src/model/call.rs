@@ -51,6 +51,23 @@ pub enum Authentication {
     Bearer {
         token: Template,
     },
+    /// `basic: {use: name}` or `bearer: {use: name}`: the credentials are the named secret's
+    /// (`username` and `password`, or `token`), read by the shell when it sends the request, so
+    /// they are never part of the stored request.
+    Secret {
+        scheme: AuthScheme,
+        secret: String,
+    },
+}
+
+/// The scheme of a secret-based authentication.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthScheme {
+    /// `Authorization: Basic`, from the secret's `username` and `password`.
+    Basic,
+    /// `Authorization: Bearer`, from the secret's `token`.
+    Bearer,
 }
 
 /// `emit.event.with`: the CloudEvent attributes to send.

@@ -9,7 +9,8 @@ mod call;
 mod task;
 
 pub use call::{
-    Authentication, EndpointUri, EventTemplate, HttpCall, HttpOutput, ListenSpec, ListenStrategy,
+    AuthScheme, Authentication, EndpointUri, EventTemplate, HttpCall, HttpOutput, ListenSpec,
+    ListenStrategy,
 };
 pub use task::{
     Backoff, Catch, ErrorFilter, ErrorTemplate, ForLoop, RetryPolicy, SwitchCase, Task, TaskBase,
@@ -110,6 +111,9 @@ pub struct Workflow {
     pub timeout: Option<Duration>,
     /// The top-level `do`.
     pub root: ListId,
+    /// `use.secrets`: the secrets the workflow declares, the only ones `$secrets` shows it and
+    /// its authentication policies may `use`.
+    pub secrets: Vec<String>,
     /// The original document, as `$workflow.definition` shows it.
     pub source: Arc<serde_json::Value>,
     pub(crate) tasks: Vec<Task>,

@@ -377,7 +377,17 @@ fn sample_expressions() -> Vec<String> {
     );
     let mut out = vec!["{person: ., results: []}".to_owned()];
     for entry in std::fs::read_dir(dir).expect("the sample workflows exist") {
-        let text = std::fs::read_to_string(entry.expect("readable").path()).expect("readable");
+        let path = entry.expect("readable").path();
+        // The workflows that call out over HTTP read `$error`, `$secrets` and `$runtime`;
+        // their cost is the calls', and jaq evaluates them.
+        if path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("validate-http"))
+        {
+            continue;
+        }
+        let text = std::fs::read_to_string(path).expect("readable");
         let mut rest = text.as_str();
         while let Some(start) = rest.find("${") {
             let body = &rest[start + 2..];
