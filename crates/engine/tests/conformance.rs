@@ -4,8 +4,8 @@
 //! The HTTP scenarios name public hosts; there is no network, so they are answered by a local
 //! HTTPS stand-in (see `conformance/server.rs`) that the runner resolves those hosts to.
 //!
-//! Scenarios whose workflow Baton rejects at load time as unsupported (`call: openapi`) are left
-//! out of the run, each named on stderr with the reason. Every other scenario must pass; a step
+//! Scenarios whose workflow Baton rejects at load time as unsupported would be left out of the
+//! run, each named on stderr with the reason (today none is). Every other scenario must pass; a step
 //! phrase without a step definition fails the run (`fail_on_skipped`).
 //!
 //! This is its own harness (`harness = false`). For `cargo nextest` it answers

@@ -31,26 +31,13 @@ pub(crate) fn build_request(
         })
     };
     let mut headers = pairs(&call.headers)?;
-    let mut auth = None;
-    match &call.authentication {
-        None => {}
-        Some(Authentication::Basic { username, password }) => {
-            let u = username.eval_string(input, vars, budget)?;
-            let p = password.eval_string(input, vars, budget)?;
-            let value = format!("Basic {}", base64(format!("{u}:{p}").as_bytes()));
-            headers.push(("authorization".to_owned(), value));
-        }
-        Some(Authentication::Bearer { token }) => {
-            let value = format!("Bearer {}", token.eval_string(input, vars, budget)?);
-            headers.push(("authorization".to_owned(), value));
-        }
-        Some(Authentication::Secret { scheme, secret }) => {
-            auth = Some(SecretAuth {
-                scheme: *scheme,
-                secret: secret.clone(),
-            });
-        }
-    }
+    let auth = authorize(
+        call.authentication.as_ref(),
+        &mut headers,
+        input,
+        vars,
+        budget,
+    )?;
     Ok(HttpRequest {
         method,
         uri,
@@ -66,6 +53,36 @@ pub(crate) fn build_request(
         poll: call.poll,
         auth,
     })
+}
+
+/// Applies `authentication`: a literal scheme becomes an `authorization` header now; a
+/// secret-based one is returned, for the shell to resolve when it sends the request.
+pub(crate) fn authorize(
+    authentication: Option<&Authentication>,
+    headers: &mut Vec<(String, String)>,
+    input: &Value,
+    vars: &dyn Bindings,
+    budget: &Budget,
+) -> Result<Option<SecretAuth>, ExprError> {
+    let value = match authentication {
+        None => return Ok(None),
+        Some(Authentication::Secret { scheme, secret }) => {
+            return Ok(Some(SecretAuth {
+                scheme: *scheme,
+                secret: secret.clone(),
+            }));
+        }
+        Some(Authentication::Basic { username, password }) => {
+            let u = username.eval_string(input, vars, budget)?;
+            let p = password.eval_string(input, vars, budget)?;
+            format!("Basic {}", base64(format!("{u}:{p}").as_bytes()))
+        }
+        Some(Authentication::Bearer { token }) => {
+            format!("Bearer {}", token.eval_string(input, vars, budget)?)
+        }
+    };
+    headers.push(("authorization".to_owned(), value));
+    Ok(None)
 }
 
 /// The longest `Retry-After` honoured; a callee asking for more is polled this often.
@@ -124,7 +141,7 @@ pub(crate) fn poll_of(
 }
 
 /// `scheme://authority` of an absolute URI.
-fn origin(uri: &str) -> Option<&str> {
+pub(crate) fn origin(uri: &str) -> Option<&str> {
     let after = uri.find("://")? + 3;
     let end = uri[after..]
         .find(['/', '?', '#'])
@@ -134,7 +151,7 @@ fn origin(uri: &str) -> Option<&str> {
 
 /// A `Location` value made absolute against the URI it answered (RFC 3986 §5.2 for the forms
 /// servers send: absolute, scheme-relative, absolute-path and relative-path references).
-fn resolve_location(base: &str, location: &str) -> Option<String> {
+pub(crate) fn resolve_location(base: &str, location: &str) -> Option<String> {
     if location.is_empty() {
         return None;
     }
@@ -174,7 +191,7 @@ pub(crate) fn expand_uri(template: &str, input: &Value) -> String {
     out
 }
 
-fn scalar_text(v: &Value) -> String {
+pub(crate) fn scalar_text(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         Value::Null => String::new(),
@@ -182,7 +199,7 @@ fn scalar_text(v: &Value) -> String {
     }
 }
 
-fn percent_encode(s: &str) -> String {
+pub(crate) fn percent_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {

@@ -44,6 +44,11 @@ pub(crate) enum Body {
         token: Token,
         request: Option<Box<super::HttpRequest>>,
     },
+    /// `call: openapi`: waiting for the document, to call the operation.
+    Describe {
+        token: Token,
+        operation: Box<super::openapi::PendingOperation>,
+    },
     /// `call: http` answered 202: waiting for `timer` to send `request` (the poll).
     Poll {
         timer: Token,

@@ -29,6 +29,7 @@
 mod call;
 mod exec;
 mod frames;
+mod openapi;
 mod vars;
 
 use std::sync::Arc;

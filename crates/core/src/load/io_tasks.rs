@@ -5,10 +5,35 @@ use serde_json::{Map, Value};
 use crate::expr::VarNames;
 use crate::model::{
     AuthScheme, Authentication, EndpointUri, HttpCall, HttpOutput, ListenSpec, ListenStrategy,
-    TaskKind,
+    OpenApiCall, TaskKind,
 };
 
 use super::{LoadError, Loader, check_keys, escape, object, template};
+
+/// A call's `metadata.asyncPattern`: on unless `false`.
+fn async_pattern(m: &Map<String, Value>, path: &str) -> Result<bool, LoadError> {
+    match m.get("metadata").and_then(|md| md.get("asyncPattern")) {
+        None => Ok(true),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(_) => Err(LoadError::invalid(
+            &format!("{path}/metadata/asyncPattern"),
+            "`asyncPattern` is `true` or `false`",
+        )),
+    }
+}
+
+/// `output: content | response | raw`.
+fn output(w: &Map<String, Value>, path: &str) -> Result<HttpOutput, LoadError> {
+    match w.get("output").map(|o| o.as_str()) {
+        None | Some(Some("content")) => Ok(HttpOutput::Content),
+        Some(Some("response")) => Ok(HttpOutput::Response),
+        Some(Some("raw")) => Ok(HttpOutput::Raw),
+        Some(_) => Err(LoadError::invalid(
+            &format!("{path}/output"),
+            "`output` is `content`, `response` or `raw`",
+        )),
+    }
+}
 
 impl Loader<'_> {
     pub(super) fn call(
@@ -30,19 +55,19 @@ impl Loader<'_> {
                     &wp,
                 )?;
                 let mut call = self.http(w, &wp, scope)?;
-                call.poll = match m.get("metadata").and_then(|md| md.get("asyncPattern")) {
-                    None => true,
-                    Some(Value::Bool(b)) => *b,
-                    Some(_) => {
-                        return Err(LoadError::invalid(
-                            &format!("{path}/metadata/asyncPattern"),
-                            "`asyncPattern` is `true` or `false`",
-                        ));
-                    }
-                };
+                call.poll = async_pattern(m, path)?;
                 Ok(TaskKind::CallHttp(Box::new(call)))
             }
-            "grpc" | "openapi" | "asyncapi" | "a2a" | "mcp" => Err(LoadError::unsupported(
+            "openapi" => {
+                let w = object(
+                    with.ok_or_else(|| LoadError::invalid(path, "`call: openapi` needs `with`"))?,
+                    &wp,
+                )?;
+                let mut call = self.openapi(w, &wp, scope)?;
+                call.poll = async_pattern(m, path)?;
+                Ok(TaskKind::CallOpenApi(Box::new(call)))
+            }
+            "grpc" | "asyncapi" | "a2a" | "mcp" => Err(LoadError::unsupported(
                 &cp,
                 format!("`call: {function}` (Baton calls HTTP endpoints and named functions)"),
             )),
@@ -100,38 +125,9 @@ impl Loader<'_> {
         let endpoint = w
             .get("endpoint")
             .ok_or_else(|| LoadError::invalid(path, "`endpoint` is required"))?;
-        let ep = format!("{path}/endpoint");
-        let (uri, auth) = match endpoint {
-            Value::String(s) => (s.clone(), None),
-            Value::Object(e) => {
-                check_keys(e, &ep, &["uri", "authentication"])?;
-                let uri = e
-                    .get("uri")
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| LoadError::invalid(&ep, "`uri` is required"))?;
-                (uri.to_owned(), e.get("authentication"))
-            }
-            _ => return Err(LoadError::invalid(&ep, "an endpoint is a URI or an object")),
-        };
-        let endpoint = if crate::expr::strip_braces(&uri).is_some() {
-            EndpointUri::Expr(template(&Value::String(uri), &format!("{ep}/uri"), scope)?)
-        } else {
-            EndpointUri::Template(uri)
-        };
-        let authentication = auth
-            .map(|a| self.authentication(a, &format!("{ep}/authentication"), scope))
-            .transpose()?;
-        let output = match w.get("output").map(|o| o.as_str()) {
-            None | Some(Some("content")) => HttpOutput::Content,
-            Some(Some("response")) => HttpOutput::Response,
-            Some(Some("raw")) => HttpOutput::Raw,
-            Some(_) => {
-                return Err(LoadError::invalid(
-                    &format!("{path}/output"),
-                    "`output` is `content`, `response` or `raw`",
-                ));
-            }
-        };
+        let (endpoint, authentication) =
+            self.endpoint(endpoint, &format!("{path}/endpoint"), scope)?;
+        let output = output(w, path)?;
         let opt = |k: &str| {
             w.get(k)
                 .map(|v| template(v, &format!("{path}/{k}"), scope))
@@ -148,6 +144,104 @@ impl Loader<'_> {
             authentication,
             poll: true,
         })
+    }
+
+    /// `call: openapi`'s `with`.
+    fn openapi(
+        &self,
+        w: &Map<String, Value>,
+        path: &str,
+        scope: &VarNames,
+    ) -> Result<OpenApiCall, LoadError> {
+        check_keys(
+            w,
+            path,
+            &[
+                "document",
+                "operationId",
+                "parameters",
+                "authentication",
+                "output",
+                "redirect",
+            ],
+        )?;
+        let dp = format!("{path}/document");
+        let doc = object(
+            w.get("document")
+                .ok_or_else(|| LoadError::invalid(path, "`document` is required"))?,
+            &dp,
+        )?;
+        check_keys(doc, &dp, &["name", "endpoint"])?;
+        let (endpoint, doc_auth) = self.endpoint(
+            doc.get("endpoint")
+                .ok_or_else(|| LoadError::invalid(&dp, "`endpoint` is required"))?,
+            &format!("{dp}/endpoint"),
+            scope,
+        )?;
+        let operation_id = match w.get("operationId") {
+            Some(Value::String(id)) if !id.is_empty() => id.clone(),
+            _ => {
+                return Err(LoadError::invalid(
+                    &format!("{path}/operationId"),
+                    "`operationId` names the operation to call",
+                ));
+            }
+        };
+        Ok(OpenApiCall {
+            document: HttpCall {
+                method: crate::expr::Template::Const(Value::String("GET".to_owned())),
+                endpoint,
+                headers: None,
+                query: None,
+                body: None,
+                output: HttpOutput::Content,
+                redirect: false,
+                authentication: doc_auth,
+                poll: false,
+            },
+            operation_id,
+            parameters: w
+                .get("parameters")
+                .map(|v| template(v, &format!("{path}/parameters"), scope))
+                .transpose()?,
+            authentication: w
+                .get("authentication")
+                .map(|a| self.authentication(a, &format!("{path}/authentication"), scope))
+                .transpose()?,
+            output: output(w, path)?,
+            redirect: w.get("redirect").and_then(Value::as_bool).unwrap_or(false),
+            poll: true,
+        })
+    }
+
+    /// An endpoint: a URI (template or expression), or `{uri, authentication}`.
+    fn endpoint(
+        &self,
+        endpoint: &Value,
+        ep: &str,
+        scope: &VarNames,
+    ) -> Result<(EndpointUri, Option<Authentication>), LoadError> {
+        let (uri, auth) = match endpoint {
+            Value::String(s) => (s.clone(), None),
+            Value::Object(e) => {
+                check_keys(e, ep, &["uri", "authentication"])?;
+                let uri = e
+                    .get("uri")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| LoadError::invalid(ep, "`uri` is required"))?;
+                (uri.to_owned(), e.get("authentication"))
+            }
+            _ => return Err(LoadError::invalid(ep, "an endpoint is a URI or an object")),
+        };
+        let endpoint = if crate::expr::strip_braces(&uri).is_some() {
+            EndpointUri::Expr(template(&Value::String(uri), &format!("{ep}/uri"), scope)?)
+        } else {
+            EndpointUri::Template(uri)
+        };
+        let authentication = auth
+            .map(|a| self.authentication(a, &format!("{ep}/authentication"), scope))
+            .transpose()?;
+        Ok((endpoint, authentication))
     }
 
     fn authentication(

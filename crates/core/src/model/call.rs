@@ -19,6 +19,23 @@ pub struct HttpCall {
     pub poll: bool,
 }
 
+/// `call: openapi`: the operation `operation_id` of the OpenAPI (or Swagger 2.0) document at
+/// `document`, called with `parameters`.
+#[derive(Debug, Clone)]
+pub struct OpenApiCall {
+    /// A `GET` of the document (its endpoint, with the endpoint's own authentication).
+    pub document: HttpCall,
+    pub operation_id: String,
+    /// An object of parameter values by name (path, query, header and cookie parameters, and
+    /// `body` for the request body).
+    pub parameters: Option<Template>,
+    /// The operation's authentication.
+    pub authentication: Option<Authentication>,
+    pub output: HttpOutput,
+    pub redirect: bool,
+    pub poll: bool,
+}
+
 /// Where an HTTP call goes.
 #[derive(Debug, Clone)]
 pub enum EndpointUri {

@@ -10,7 +10,7 @@ mod task;
 
 pub use call::{
     AuthScheme, Authentication, EndpointUri, EventTemplate, HttpCall, HttpOutput, ListenSpec,
-    ListenStrategy,
+    ListenStrategy, OpenApiCall,
 };
 pub use task::{
     Backoff, Catch, ErrorFilter, ErrorTemplate, ForLoop, RetryPolicy, SwitchCase, Task, TaskBase,

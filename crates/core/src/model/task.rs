@@ -5,7 +5,7 @@ use std::sync::Arc;
 use crate::expr::{Expr, Template};
 use crate::time::Duration;
 
-use super::{DataIn, DataOut, EventTemplate, HttpCall, ListId, ListenSpec};
+use super::{DataIn, DataOut, EventTemplate, HttpCall, ListId, ListenSpec, OpenApiCall};
 
 /// What happens after a task: `then`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -55,7 +55,9 @@ impl Task {
             TaskKind::Try { .. } => "try",
             TaskKind::Wait(_) => "wait",
             TaskKind::Raise(_) => "raise",
-            TaskKind::CallHttp(_) | TaskKind::CallFunction { .. } => "call",
+            TaskKind::CallHttp(_) | TaskKind::CallOpenApi(_) | TaskKind::CallFunction { .. } => {
+                "call"
+            }
             TaskKind::Emit(_) => "emit",
             TaskKind::Listen(_) => "listen",
         }
@@ -80,6 +82,8 @@ pub enum TaskKind {
     Wait(Duration),
     Raise(Box<ErrorTemplate>),
     CallHttp(Box<HttpCall>),
+    /// `call: openapi`: the document is fetched, then the operation called.
+    CallOpenApi(Box<OpenApiCall>),
     /// A named function (native, or declared in the app); runs as an activity with `with` as input.
     CallFunction {
         function: String,

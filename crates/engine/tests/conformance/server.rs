@@ -102,11 +102,44 @@ impl axum::serve::Listener for TlsListener {
 fn app() -> axum::Router {
     axum::Router::new()
         // petstore.swagger.io
+        .route("/v2/swagger.json", get(|| async { Json(swagger()) }))
         .route("/v2/pet/findByStatus", get(find_by_status))
         .route("/v2/pet/getPetByName/{name}", get(pet_by_name))
         .route("/v2/pet/{id}", get(pet_by_id))
         // httpbin.org
         .route("/basic-auth/{user}/{passwd}", get(basic_auth))
+}
+
+/// A Swagger 2.0 description of the operations above, as the petstore publishes its own.
+fn swagger() -> Value {
+    let pet_ref = json!({"$ref": "#/definitions/Pet"});
+    json!({
+        "swagger": "2.0",
+        "info": {"title": "Petstore stand-in", "version": "1.0.0"},
+        "host": "petstore.swagger.io",
+        "basePath": "/v2",
+        "schemes": ["https", "http"],
+        "produces": ["application/json"],
+        "paths": {
+            "/pet/findByStatus": {"get": {
+                "operationId": "findPetsByStatus",
+                "parameters": [{
+                    "name": "status", "in": "query", "required": true, "type": "array",
+                    "items": {"type": "string", "enum": ["available", "pending", "sold"]},
+                    "collectionFormat": "multi",
+                }],
+                "responses": {"200": {"description": "the pets", "schema": {"type": "array", "items": pet_ref}}},
+            }},
+            "/pet/{petId}": {"get": {
+                "operationId": "getPetById",
+                "parameters": [{"name": "petId", "in": "path", "required": true, "type": "integer"}],
+                "responses": {"200": {"description": "the pet", "schema": pet_ref}, "404": {"description": "no such pet"}},
+            }},
+        },
+        "definitions": {"Pet": {"type": "object", "required": ["name", "photoUrls"], "properties": {
+            "id": {"type": "integer"}, "name": {"type": "string"}, "status": {"type": "string"},
+        }}},
+    })
 }
 
 fn pets() -> Vec<Value> {

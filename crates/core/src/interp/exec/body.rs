@@ -114,6 +114,29 @@ pub(super) fn start_body(cx: &mut Cx<'_>, task: &Task, frame: &Frame) -> Started
                 Err(e) => Started::Finished(Outcome::Failed(expr_error(reference, &e))),
             }
         }
+        TaskKind::CallOpenApi(call) => {
+            match super::super::openapi::start(
+                call,
+                input,
+                &cx.vars(at, input, None, scope),
+                budget,
+            ) {
+                Ok((document, operation)) => {
+                    let token = cx.token();
+                    cx.effects.push(Effect::Call {
+                        token,
+                        task: reference.to_owned(),
+                        request: CallRequest::Http(document),
+                        idempotency_key: format!("{}:{}:{}", cx.env.instance_id, reference, token),
+                    });
+                    Started::Pending(Body::Describe {
+                        token,
+                        operation: Box::new(operation),
+                    })
+                }
+                Err(e) => Started::Finished(Outcome::Failed(expr_error(reference, &e))),
+            }
+        }
         TaskKind::CallFunction { function, args } => {
             match args.eval(input, &cx.vars(at, input, None, scope), budget) {
                 Ok(args) => {
@@ -220,6 +243,49 @@ pub(super) fn resume_body(cx: &mut Cx<'_>, frame: &mut Frame, ev: &Ev) -> Option
             Ev::Timer(x) if x == t => Some(Some(Outcome::Done(frame.input.clone(), None))),
             _ => None,
         },
+        Body::Describe { token, operation } => {
+            let Ev::Call(x, result) = ev else { return None };
+            if x != token {
+                return None;
+            }
+            let built = match result {
+                CallResult::Http(answer) => {
+                    super::super::openapi::operation(answer, operation, &task.reference)
+                }
+                CallResult::Failed(e) => {
+                    let mut e = e.clone();
+                    if e.instance.is_none() {
+                        e.instance = Some(task.reference.to_string());
+                    }
+                    Err(e)
+                }
+                CallResult::Value(_) => Err(WorkflowError::new(
+                    ErrorKind::Runtime,
+                    &task.reference,
+                    "the OpenAPI document was not fetched over HTTP",
+                )),
+            };
+            match built {
+                Ok(request) => {
+                    let token = cx.token();
+                    cx.effects.push(Effect::Call {
+                        token,
+                        task: task.reference.to_string(),
+                        request: CallRequest::Http(request.clone()),
+                        idempotency_key: format!(
+                            "{}:{}:{}",
+                            cx.env.instance_id, task.reference, token
+                        ),
+                    });
+                    frame.body = Body::Call {
+                        token,
+                        request: Some(Box::new(request)),
+                    };
+                    Some(None)
+                }
+                Err(e) => Some(Some(Outcome::Failed(e))),
+            }
+        }
         Body::Poll { timer, request } => match ev {
             Ev::Timer(x) if x == timer => {
                 let token = cx.token();

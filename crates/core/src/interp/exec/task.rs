@@ -223,7 +223,9 @@ pub(super) fn cancel_body(cx: &mut Cx<'_>, body: &Body) {
             TryFrame::Catching { list } => cancel_list(cx, list),
         },
         Body::Timer(t) => cx.effects.push(Effect::CancelTimer { token: *t }),
-        Body::Call { token, .. } => cx.effects.push(Effect::CancelCall { token: *token }),
+        Body::Call { token, .. } | Body::Describe { token, .. } => {
+            cx.effects.push(Effect::CancelCall { token: *token });
+        }
         Body::Poll { timer, .. } => cx.effects.push(Effect::CancelTimer { token: *timer }),
         Body::Listen { token, .. } => cx.effects.push(Effect::Unsubscribe { token: *token }),
     }
