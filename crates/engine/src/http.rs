@@ -165,7 +165,15 @@ impl HttpInvoker {
             builder = builder.query(&req.query);
         }
         for (k, v) in &req.headers {
-            builder = builder.header(k, v);
+            // Credentials are marked sensitive, so the client never prints them.
+            match reqwest::header::HeaderValue::try_from(v.as_str()) {
+                Ok(mut value) => {
+                    value.set_sensitive(is_credential(k));
+                    builder = builder.header(k, value);
+                }
+                // The builder reports the bad value when the request is sent.
+                Err(_) => builder = builder.header(k, v),
+            }
         }
         if let Some(auth) = &req.auth {
             builder = builder.header(
@@ -251,6 +259,19 @@ impl HttpInvoker {
             raw_base64: base64(&bytes),
         })
     }
+}
+
+/// Whether a header carries a credential.
+fn is_credential(name: &str) -> bool {
+    [
+        "authorization",
+        "proxy-authorization",
+        "cookie",
+        "x-functions-key",
+        "x-api-key",
+    ]
+    .iter()
+    .any(|c| name.eq_ignore_ascii_case(c))
 }
 
 /// The policy refusal behind a transport error, if that is what it is.
