@@ -458,14 +458,14 @@ async fn a_task_timeout_bounds_the_polling() {
 
 /// An attempt over the client's limit is a `timeout` error (408), which a retry policy retries
 /// an exact number of times.
-#[tokio::test]
-async fn slow_answers_time_out_per_attempt_and_are_retried_exactly() {
+/// A callee that never answers in time (30 s); counts its calls.
+async fn slow_callee() -> (SocketAddr, Arc<AtomicU32>) {
     let hits = Arc::new(AtomicU32::new(0));
     let h = Arc::clone(&hits);
     let app = axum::Router::new().fallback(move || {
         h.fetch_add(1, Ordering::SeqCst);
         async {
-            // Far past the attempt limit below; the client gives up first.
+            // Far past every limit the tests set; the caller gives up first.
             tokio::time::sleep(Duration::from_secs(30)).await;
             "late"
         }
@@ -475,6 +475,12 @@ async fn slow_answers_time_out_per_attempt_and_are_retried_exactly() {
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move { axum::serve(listener, app).await });
+    (addr, hits)
+}
+
+#[tokio::test]
+async fn slow_answers_time_out_per_attempt_and_are_retried_exactly() {
+    let (addr, hits) = slow_callee().await;
     let runner = loopback_runner_with(HttpOptions {
         attempt_timeout: Duration::from_millis(100),
         ..HttpOptions::default()
@@ -499,4 +505,45 @@ async fn slow_answers_time_out_per_attempt_and_are_retried_exactly() {
         4,
         "the attempt and three retries, no more"
     );
+}
+
+/// `limit.attempt.duration` cancels each slow attempt (a `timeout` error the same catch
+/// retries); `limit.duration` stops retrying once the next retry would end past it.
+#[tokio::test]
+async fn attempt_and_total_retry_limits_bound_slow_calls() {
+    let (addr, hits) = slow_callee().await;
+    let call = |limit: &str| {
+        wf(&format!(
+            "do:\n  - t:\n      try:\n        - c: {{call: http, with: {{method: get, endpoint: 'http://{addr}/'}}}}\n      catch:\n        errors:\n          with: {{type: 'https://serverlessworkflow.io/spec/1.0.0/errors/timeout'}}\n        retry:\n          delay: {{milliseconds: 20}}\n          limit: {limit}\n"
+        ))
+    };
+    let run = loopback_runner()
+        .run(
+            &call("{attempt: {count: 2, duration: {milliseconds: 100}}}"),
+            json!({}),
+        )
+        .await;
+    // Caught and not retried any more: the try's output is its input.
+    assert_eq!(run.output, Some(json!({})), "{:?}", run.error);
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        3,
+        "the attempt and two retries"
+    );
+
+    hits.store(0, Ordering::SeqCst);
+    let started = std::time::Instant::now();
+    let run = loopback_runner()
+        .run(
+            &call("{attempt: {count: 100, duration: {milliseconds: 100}}, duration: {milliseconds: 590}}"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(run.output, Some(json!({})), "{:?}", run.error);
+    // Each attempt takes 100 ms and each retry waits 20 ms first: attempts start at 0, 120,
+    // 240, 360 and 480 ms; a sixth would start at 600 ms, past the 590 ms limit, so it is not
+    // made (the limit is checked when a retry's delay would end, docs/workflows.md). The
+    // limit sits 110 ms after the fifth start, so a slow machine's timer drift cannot flip it.
+    assert_eq!(hits.load(Ordering::SeqCst), 5);
+    assert!(started.elapsed() < Duration::from_secs(5));
 }
