@@ -4,6 +4,10 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use baton_store::queues::{
+    Message, NewMessage, QueueError, QueueSpec, QueueStats, QueueStore, Received, Sent,
+    SessionChoice, Settle,
+};
 use baton_store::{
     Commit, CommitError, Committed, Definition, Event, Filter, Held, InstanceRow, KeyBinding,
     Lease, Millis, NewWork, Page, RuntimeStatus, Store, StoreError, Work,
@@ -133,5 +137,95 @@ impl Store for AnyStore {
 
     fn wakeups(&self) -> Arc<tokio::sync::Notify> {
         each!(self, s => s.wakeups())
+    }
+}
+
+impl QueueStore for AnyStore {
+    async fn put_queue(&self, spec: &QueueSpec) -> Result<(), QueueError> {
+        each!(self, s => s.put_queue(spec).await)
+    }
+
+    async fn delete_queue(&self, name: &str) -> Result<bool, QueueError> {
+        each!(self, s => s.delete_queue(name).await)
+    }
+
+    async fn queues(&self) -> Result<Vec<QueueSpec>, QueueError> {
+        each!(self, s => s.queues().await)
+    }
+
+    async fn queue(&self, name: &str) -> Result<Option<QueueSpec>, QueueError> {
+        each!(self, s => s.queue(name).await)
+    }
+
+    async fn enqueue(
+        &self,
+        queue: &str,
+        messages: Vec<NewMessage>,
+    ) -> Result<Vec<Sent>, QueueError> {
+        each!(self, s => s.enqueue(queue, messages).await)
+    }
+
+    async fn receive(
+        &self,
+        queue: &str,
+        max: usize,
+        session: Option<SessionChoice>,
+    ) -> Result<Received, QueueError> {
+        each!(self, s => s.receive(queue, max, session).await)
+    }
+
+    async fn settle(
+        &self,
+        queue: &str,
+        sequence: i64,
+        lock_token: &str,
+        how: Settle,
+    ) -> Result<(), QueueError> {
+        each!(self, s => s.settle(queue, sequence, lock_token, how).await)
+    }
+
+    async fn renew(
+        &self,
+        queue: &str,
+        sequence: i64,
+        lock_token: &str,
+    ) -> Result<Millis, QueueError> {
+        each!(self, s => s.renew(queue, sequence, lock_token).await)
+    }
+
+    async fn renew_session(
+        &self,
+        queue: &str,
+        session_id: &str,
+        token: &str,
+        release: bool,
+    ) -> Result<Option<Millis>, QueueError> {
+        each!(self, s => s.renew_session(queue, session_id, token, release).await)
+    }
+
+    async fn peek(
+        &self,
+        queue: &str,
+        from: i64,
+        max: usize,
+        dead_letter: bool,
+    ) -> Result<Vec<Message>, QueueError> {
+        each!(self, s => s.peek(queue, from, max, dead_letter).await)
+    }
+
+    async fn redrive(&self, queue: &str, sequences: Option<&[i64]>) -> Result<u64, QueueError> {
+        each!(self, s => s.redrive(queue, sequences).await)
+    }
+
+    async fn queue_stats(&self, queue: &str) -> Result<QueueStats, QueueError> {
+        each!(self, s => s.queue_stats(queue).await)
+    }
+
+    async fn next_visible(&self, queue: &str) -> Result<Option<Millis>, QueueError> {
+        each!(self, s => s.next_visible(queue).await)
+    }
+
+    fn queue_wakeups(&self) -> Arc<tokio::sync::Notify> {
+        each!(self, s => s.queue_wakeups())
     }
 }

@@ -13,6 +13,7 @@
 //!   writes, and they see only committed batches.
 //! * The clock is this machine's (Unix milliseconds).
 
+mod queues;
 mod reads;
 mod schema;
 mod writer;
@@ -84,6 +85,8 @@ pub struct SqliteStore {
     readers: Mutex<Vec<Connection>>,
     options: Options,
     wakeups: Arc<tokio::sync::Notify>,
+    /// Long-polling queue receivers wait on this.
+    queue_wakeups: Arc<tokio::sync::Notify>,
 }
 
 impl SqliteStore {
@@ -103,6 +106,7 @@ impl SqliteStore {
             readers: Mutex::new(Vec::new()),
             options,
             wakeups,
+            queue_wakeups: Arc::new(tokio::sync::Notify::new()),
         })
     }
 

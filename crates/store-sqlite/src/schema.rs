@@ -67,6 +67,52 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX idempotency_by_instance ON idempotency (instance);
     ",
+    // 2: queues, their messages (dead-lettered ones flagged), duplicate-detection ids, session
+    // locks.
+    r"
+    CREATE TABLE queues (
+        name     TEXT PRIMARY KEY,
+        spec     TEXT NOT NULL,
+        next_seq INTEGER NOT NULL DEFAULT 1
+    );
+    -- `visible_at`: when the message can next be received (its scheduled time while unlocked,
+    -- its lock's expiry while locked).
+    CREATE TABLE queue_messages (
+        queue          TEXT NOT NULL,
+        seq            INTEGER NOT NULL,
+        message_id     TEXT NOT NULL,
+        body           BLOB NOT NULL,
+        content_type   TEXT,
+        session_id     TEXT,
+        correlation_id TEXT,
+        properties     TEXT NOT NULL,
+        enqueued_at    INTEGER NOT NULL,
+        visible_at     INTEGER NOT NULL,
+        expires_at     INTEGER,
+        delivery_count INTEGER NOT NULL DEFAULT 0,
+        lock_fence     INTEGER NOT NULL DEFAULT 0,
+        locked_until   INTEGER,
+        dead_lettered  INTEGER NOT NULL DEFAULT 0,
+        dl_reason      TEXT,
+        dl_description TEXT,
+        PRIMARY KEY (queue, seq)
+    ) WITHOUT ROWID;
+    CREATE INDEX queue_messages_by_state ON queue_messages (queue, dead_lettered, seq);
+    CREATE TABLE queue_duplicates (
+        queue      TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        expires_at INTEGER NOT NULL,
+        PRIMARY KEY (queue, message_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX queue_duplicates_by_expiry ON queue_duplicates (queue, expires_at);
+    CREATE TABLE queue_sessions (
+        queue        TEXT NOT NULL,
+        session_id   TEXT NOT NULL,
+        fence        INTEGER NOT NULL,
+        locked_until INTEGER NOT NULL,
+        PRIMARY KEY (queue, session_id)
+    ) WITHOUT ROWID;
+    ",
 ];
 
 /// Brings the schema up to date in one transaction.

@@ -11,3 +11,9 @@ async fn fresh() -> baton_store_sqlite::SqliteStore {
 }
 
 baton_store::conformance_tests!(fresh());
+
+mod queues {
+    use super::fresh;
+
+    baton_store::queue_conformance_tests!(fresh());
+}

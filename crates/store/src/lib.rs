@@ -24,6 +24,7 @@
 //!   lease expiries compare against it, never against a caller's clock.
 
 pub mod conformance;
+pub mod queues;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -25,11 +25,13 @@
 mod concurrent;
 mod instances;
 mod listing;
+mod queues;
 mod work;
 
 pub use concurrent::*;
 pub use instances::*;
 pub use listing::*;
+pub use queues::*;
 pub use work::*;
 
 use std::future::Future;
@@ -105,6 +107,33 @@ macro_rules! conformance_tests {
             concurrent_commits_to_different_instances,
             concurrent_commits_to_one_instance_one_wins,
             concurrent_claimers_never_share_an_item,
+        );
+    };
+}
+
+/// Expands to one `#[tokio::test]` per queue case, for a backend that also implements
+/// [`QueueStore`](crate::queues::QueueStore); used like
+/// [`conformance_tests!`](crate::conformance_tests).
+#[macro_export]
+macro_rules! queue_conformance_tests {
+    ($make:expr $(,)?) => {
+        $crate::conformance_tests!(@by_ref $make;
+            queue_send_receive_complete,
+            nine_failures_then_success_is_not_dead_lettered,
+            ten_failures_are_dead_lettered,
+            expired_lock_redelivers_and_fences_the_old_token,
+            renewed_lock_holds,
+            duplicates_are_dropped_inside_the_window,
+            expired_messages_are_dropped_or_dead_lettered,
+            scheduled_messages_wait_for_their_time,
+            dead_letters_peek_and_redrive,
+            peek_locks_nothing,
+            batches_are_atomic_and_bad_input_is_refused,
+            sessions_have_one_receiver_each,
+            queue_wakeup_after_send,
+        );
+        $crate::conformance_tests!(@by_arc $make;
+            sessions_keep_order_under_concurrent_receivers,
         );
     };
 }
