@@ -88,6 +88,7 @@ async fn run(sync: &str, n: usize) {
     let state = ApiState {
         express: Express::new(runner, Settings::from_config(&app.config)),
         durable: Some(inst),
+        queues: None,
         app: Arc::new(app),
         keys: Arc::new(Keys::default()),
         dev_mode: true,

@@ -19,6 +19,7 @@ mod instances;
 mod metrics;
 mod openapi;
 mod problem;
+mod queues;
 mod state;
 mod triggers;
 
@@ -43,6 +44,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(instance_routes(&format!("/{prefix}")))
         .merge(instance_routes("/runtime/webhooks/durabletask"))
         .route(&format!("/{prefix}/GetResult"), get(instances::get_result))
+        .merge(queue_routes(&format!("/{prefix}/queues")))
         .route(&format!("/{prefix}/{{route}}"), any(triggers::invoke))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -76,6 +78,48 @@ fn instance_routes(base: &str) -> Router<ApiState> {
         .route(
             &format!("{base}/instances/{{id}}/{{action}}"),
             post(durable::act),
+        )
+}
+
+/// The queue routes under `base` (`/api/queues`).
+fn queue_routes(base: &str) -> Router<ApiState> {
+    Router::new()
+        .route(base, get(queues::list))
+        .route(
+            &format!("{base}/{{queue}}"),
+            get(queues::get).put(queues::put).delete(queues::delete),
+        )
+        .route(
+            &format!("{base}/{{queue}}/messages"),
+            get(queues::peek).post(queues::send),
+        )
+        .route(
+            &format!("{base}/{{queue}}/messages/batch"),
+            post(queues::send_batch),
+        )
+        .route(
+            &format!("{base}/{{queue}}/messages/head"),
+            post(queues::receive),
+        )
+        .route(
+            &format!("{base}/{{queue}}/messages/{{sequence}}/{{lock}}"),
+            axum::routing::delete(queues::complete),
+        )
+        .route(
+            &format!("{base}/{{queue}}/messages/{{sequence}}/{{lock}}/{{action}}"),
+            post(queues::act),
+        )
+        .route(
+            &format!("{base}/{{queue}}/sessions/{{session}}/{{token}}/{{action}}"),
+            post(queues::session),
+        )
+        .route(
+            &format!("{base}/{{queue}}/deadletter"),
+            get(queues::peek_dead),
+        )
+        .route(
+            &format!("{base}/{{queue}}/deadletter/redrive"),
+            post(queues::redrive),
         )
 }
 

@@ -93,7 +93,7 @@ fn info(app: &App) -> Info {
 
 fn paths(app: &App, prefix: &str) -> Paths {
     let mut paths = PathsBuilder::new();
-    for f in &app.functions {
+    for f in app.functions.iter().filter(|f| f.queue.is_none()) {
         paths = paths.path(format!("/{prefix}/{}", f.route), trigger(app, f));
     }
     instances::paths(paths, app, prefix)
@@ -625,7 +625,7 @@ fn any() -> ObjectBuilder {
 /// Puts each workflow's input schema on its trigger's request body and its output schema on the
 /// 200 answer, verbatim (see the module documentation for why this happens after serialising).
 fn embed_schemas(doc: &mut Value, app: &App, prefix: &str) {
-    for f in &app.functions {
+    for f in app.functions.iter().filter(|f| f.queue.is_none()) {
         let path = format!("/{prefix}/{}", f.route)
             .replace('~', "~0")
             .replace('/', "~1");

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::http::{HeaderMap, StatusCode};
-use baton_host::{App, AuthLevel, Caller, Express, Instances, Keys};
+use baton_host::{App, AuthLevel, Caller, Express, Instances, Keys, Queues};
 
 use crate::problem::Problem;
 
@@ -14,6 +14,8 @@ pub struct ApiState {
     pub express: Express,
     /// Durable functions' instances; `None` when the host has no store (no durable function).
     pub durable: Option<Arc<Instances>>,
+    /// The host's queues; `None` when it has no store.
+    pub queues: Option<Queues>,
     pub keys: Arc<Keys>,
     /// No keys and a loopback listener: every route is open (local development).
     pub dev_mode: bool,

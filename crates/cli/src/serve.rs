@@ -125,13 +125,20 @@ async fn run(p: Prepared) -> Result<(), String> {
         .runtime_metadata(runtime::metadata(&base, &config.host.route_prefix))
         .build()
         .map_err(|e| e.to_string())?;
-    let durable = if p.app.functions.iter().any(|f| f.is_durable()) {
-        let inst = Instances::open(&p.app, Arc::new(runner.clone()))
+    let (durable, queues) = if p.app.needs_store() {
+        let store = Arc::new(
+            baton_host::AnyStore::open(&config.store)
+                .map_err(|e| format!("cannot open the store `{}`: {e}", config.store.path))?,
+        );
+        let inst = Instances::open_on(&p.app, Arc::new(runner.clone()), Arc::clone(&store))
             .await
             .map_err(|e| format!("cannot open the store `{}`: {e}", config.store.path))?;
-        Some(Arc::new(inst))
+        let queues = baton_host::Queues::open(&p.app, store)
+            .await
+            .map_err(|e| format!("cannot create the queues: {e}"))?;
+        (Some(Arc::new(inst)), Some(queues))
     } else {
-        None
+        (None, None)
     };
     let express = Express::new(runner, Settings::from_config(config));
     announce(&p.app, addr, p.dev_mode, &p.keys, durable.as_deref());
@@ -140,6 +147,7 @@ async fn run(p: Prepared) -> Result<(), String> {
         app: p.app.clone(),
         express,
         durable: durable.clone(),
+        queues,
         keys: p.keys.clone(),
         dev_mode: p.dev_mode,
     };

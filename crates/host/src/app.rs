@@ -145,6 +145,8 @@ pub struct Function {
     pub wait: baton_core::Duration,
     /// Seconds a 202 from the trigger asks callers to wait before polling.
     pub retry_after: u64,
+    /// Triggered by this queue's messages instead of HTTP (no route is served).
+    pub queue: Option<String>,
     pub workflow: Arc<Workflow>,
 }
 
@@ -199,11 +201,17 @@ impl App {
         )
     }
 
-    /// The function bound to `route`, compared case-insensitively as Azure Functions does.
+    /// The HTTP-triggered function bound to `route`, compared case-insensitively as Azure
+    /// Functions does.
     pub fn function(&self, route: &str) -> Option<&Function> {
         self.functions
             .iter()
-            .find(|f| f.route.eq_ignore_ascii_case(route))
+            .find(|f| f.queue.is_none() && f.route.eq_ignore_ascii_case(route))
+    }
+
+    /// Whether the host needs its store: for durable functions or for queues.
+    pub fn needs_store(&self) -> bool {
+        !self.config.queues.is_empty() || self.functions.iter().any(Function::is_durable)
     }
 
     fn load(source: &dyn Source, origin: String, dir: PathBuf) -> Result<Self, AppError> {
@@ -272,6 +280,7 @@ impl App {
                 durability: f.durability(),
                 wait: f.wait.0,
                 retry_after: f.retry_after.0.as_millis().div_ceil(1000),
+                queue: f.queue.clone(),
                 workflow,
             });
         }

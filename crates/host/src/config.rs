@@ -32,6 +32,8 @@ pub struct Config {
     /// `[secrets]`: what workflows read as `$secrets` (those they declare in `use.secrets`)
     /// and what secret-based authentication uses; see [`crate::runtime`].
     pub secrets: BTreeMap<String, crate::runtime::SecretSpec>,
+    /// `[queues.<name>]`: queues created (or updated) at start-up.
+    pub queues: BTreeMap<String, QueueConfig>,
     /// Functions by name: each binds a trigger to a workflow.
     pub functions: BTreeMap<String, FunctionConfig>,
 }
@@ -233,6 +235,58 @@ impl<'de> Deserialize<'de> for AllowedRange {
     }
 }
 
+/// `[queues.<name>]`: a queue's settings (Service Bus' defaults).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueConfig {
+    /// How long a receive locks a message (at most 5 minutes).
+    pub lock_duration: ConfigDuration,
+    /// Deliveries after which an unsettled message is dead-lettered.
+    pub max_delivery_count: u32,
+    /// Default time to live of its messages; none: they live until consumed.
+    pub time_to_live: Option<ConfigDuration>,
+    /// Expired messages go to the dead-letter queue instead of being dropped.
+    pub dead_letter_on_expiration: bool,
+    /// Whether messages whose `Message-Id` was seen within the window are dropped.
+    pub duplicate_detection: bool,
+    /// 20 seconds to 7 days.
+    pub duplicate_detection_window: ConfigDuration,
+    /// FIFO per `Session-Id`, one receiver per session at a time.
+    pub sessions: bool,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        Self {
+            lock_duration: ConfigDuration(Duration::from_secs(60)),
+            max_delivery_count: 10,
+            time_to_live: None,
+            dead_letter_on_expiration: false,
+            duplicate_detection: true,
+            duplicate_detection_window: ConfigDuration(Duration::from_secs(600)),
+            sessions: false,
+        }
+    }
+}
+
+impl QueueConfig {
+    /// The store's settings for the queue `name`.
+    pub fn spec(&self, name: &str) -> baton_store::queues::QueueSpec {
+        let ms = |d: &ConfigDuration| i64::try_from(d.0.as_millis()).unwrap_or(i64::MAX);
+        baton_store::queues::QueueSpec {
+            name: name.to_owned(),
+            lock_ms: ms(&self.lock_duration),
+            max_delivery: self.max_delivery_count,
+            default_ttl_ms: self.time_to_live.as_ref().map(ms),
+            dead_letter_on_expiry: self.dead_letter_on_expiration,
+            duplicate_window_ms: self
+                .duplicate_detection
+                .then(|| ms(&self.duplicate_detection_window)),
+            sessions: self.sessions,
+        }
+    }
+}
+
 /// Whether a function's instances survive a crash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -278,6 +332,10 @@ pub struct FunctionConfig {
     /// The `Retry-After` a 202 from this trigger asks callers to wait (whole seconds).
     #[serde(default = "default_retry_after")]
     pub retry_after: ConfigDuration,
+    /// A queue trigger instead of an HTTP one: each message of this queue starts a durable
+    /// instance with the message as input.
+    #[serde(default)]
+    pub queue: Option<String>,
 }
 
 fn default_methods() -> Vec<String> {
@@ -374,7 +432,24 @@ impl Config {
         if self.limits.max_json_depth == 0 {
             return Err(fail("limits.max_json_depth must be at least 1".to_owned()));
         }
+        for (name, q) in &self.queues {
+            if let Some(p) = q.spec(name).configuration_problem() {
+                return Err(fail(format!("queues.{name}: {p}")));
+            }
+        }
         for (name, f) in &self.functions {
+            if let Some(q) = &f.queue {
+                if !self.queues.contains_key(q) {
+                    return Err(fail(format!(
+                        "functions.{name}.queue: no queue is named `{q}` in [queues]"
+                    )));
+                }
+                if f.durability == Some(Durability::Express) {
+                    return Err(fail(format!(
+                        "functions.{name}: a queue-triggered function is durable (its message is completed when its instance has finished)"
+                    )));
+                }
+            }
             for m in &f.methods {
                 if !matches!(
                     m.to_ascii_uppercase().as_str(),
@@ -470,6 +545,9 @@ impl Config {
 impl FunctionConfig {
     /// The durability in effect: as written, else durable for async functions.
     pub fn durability(&self) -> Durability {
+        if self.queue.is_some() {
+            return Durability::Durable;
+        }
         self.durability.unwrap_or(match self.mode {
             Mode::Async => Durability::Durable,
             Mode::Sync => Durability::Express,

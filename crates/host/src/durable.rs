@@ -116,8 +116,17 @@ impl Instances {
     /// Opens the app's store and registers the definition of every workflow a durable function
     /// uses.
     pub async fn open(app: &App, runner: Arc<Runner>) -> Result<Self, StoreError> {
+        let store = Arc::new(AnyStore::open(&app.config.store)?);
+        Self::open_on(app, runner, store).await
+    }
+
+    /// [`Instances::open`] on a store already open (shared with the host's queues).
+    pub async fn open_on(
+        app: &App,
+        runner: Arc<Runner>,
+        store: Arc<AnyStore>,
+    ) -> Result<Self, StoreError> {
         let config = &app.config;
-        let store = Arc::new(AnyStore::open(&config.store)?);
         let described = store.describe(&config.store);
         let options = DurableOptions {
             lease: config.durable.lease.0.to_std(),

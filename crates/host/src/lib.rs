@@ -18,6 +18,7 @@ pub mod config;
 mod durable;
 mod express;
 pub mod keys;
+mod queues;
 pub mod runtime;
 mod store;
 
@@ -26,4 +27,5 @@ pub use config::{AuthLevel, Config, ConfigError, Durability, Mode};
 pub use durable::{BeginError, Begun, Control, ControlError, Instances, Version};
 pub use express::{Express, Full, Settings, Snapshot, Started};
 pub use keys::{Caller, Keys};
+pub use queues::{MAX_WAIT, Queues};
 pub use store::AnyStore;

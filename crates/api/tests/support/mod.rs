@@ -76,6 +76,7 @@ async fn state_on(mut app: App, keys: Keys, runner: Runner) -> ApiState {
     ApiState {
         express: Express::new(runner, Settings::from_config(&app.config)),
         durable,
+        queues: None,
         app: Arc::new(app),
         keys: Arc::new(keys),
         dev_mode,
