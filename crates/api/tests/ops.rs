@@ -118,7 +118,18 @@ async fn openapi(s: &baton_api::ApiState) -> Value {
 #[tokio::test]
 async fn the_openapi_document_lists_every_function_of_the_sample() {
     let app = App::sample().expect("sample");
-    let functions: Vec<String> = app.functions.iter().map(|f| f.route.clone()).collect();
+    let functions: Vec<String> = app
+        .functions
+        .iter()
+        .filter(|f| f.queue.is_none())
+        .map(|f| f.route.clone())
+        .collect();
+    let queued: Vec<String> = app
+        .functions
+        .iter()
+        .filter(|f| f.queue.is_some())
+        .map(|f| f.route.clone())
+        .collect();
     let doc = openapi(&state(app, Keys::default()).await).await;
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "{doc}");
     assert_eq!(doc["info"]["title"], "Baton");
@@ -129,7 +140,18 @@ async fn the_openapi_document_lists_every_function_of_the_sample() {
             .unwrap()
             .contains("the embedded sample app")
     );
-    assert_eq!(functions.len(), 14);
+    assert_eq!(functions.len(), 16);
+    assert_eq!(
+        queued.len(),
+        12,
+        "six fan-out checks and six pipeline stages"
+    );
+    for route in &queued {
+        assert!(
+            doc["paths"][format!("/api/{route}")].is_null(),
+            "a queue-triggered function has no route: {route}"
+        );
+    }
     for route in &functions {
         let op = &doc["paths"][format!("/api/{route}")]["post"];
         assert!(op.is_object(), "/api/{route}");

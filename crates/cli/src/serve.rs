@@ -8,7 +8,7 @@ use std::sync::Arc;
 use baton_api::ApiState;
 use baton_core::expr::Budget;
 use baton_engine::Runner;
-use baton_host::{App, Express, Instances, Keys, Settings, runtime};
+use baton_host::{App, Express, Host, Instances, Keys, Settings, runtime};
 
 /// Flags of `baton serve`; they win over `baton.toml` and `BATON_*` variables.
 #[derive(Debug, clap::Args)]
@@ -116,30 +116,18 @@ async fn run(p: Prepared) -> Result<(), String> {
         .map_err(|e| format!("cannot listen on {}: {e}", p.addr))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let base = runtime::base_url(addr, config.host.base_url.as_deref());
-    let runner = Runner::builder()
+    let builder = Runner::builder()
         .budget(Budget {
             steps: config.limits.expression_steps,
         })
         .http(config.http.options())
         .secrets(p.secrets)
-        .runtime_metadata(runtime::metadata(&base, &config.host.route_prefix))
-        .build()
+        .runtime_metadata(runtime::metadata(&base, &config.host.route_prefix));
+    let host = Host::open(&p.app, builder)
+        .await
         .map_err(|e| e.to_string())?;
-    let (durable, queues) = if p.app.needs_store() {
-        let store = Arc::new(
-            baton_host::AnyStore::open(&config.store)
-                .map_err(|e| format!("cannot open the store `{}`: {e}", config.store.path))?,
-        );
-        let inst = Instances::open_on(&p.app, Arc::new(runner.clone()), Arc::clone(&store))
-            .await
-            .map_err(|e| format!("cannot open the store `{}`: {e}", config.store.path))?;
-        let queues = baton_host::Queues::open(&p.app, store)
-            .await
-            .map_err(|e| format!("cannot create the queues: {e}"))?;
-        (Some(Arc::new(inst)), Some(queues))
-    } else {
-        (None, None)
-    };
+    let durable = host.instances.clone();
+    let runner = host.runner.clone();
     let express = Express::new(runner, Settings::from_config(config));
     announce(&p.app, addr, p.dev_mode, &p.keys, durable.as_deref());
     let grace = config.host.shutdown_grace.0.to_std();
@@ -147,22 +135,23 @@ async fn run(p: Prepared) -> Result<(), String> {
         app: p.app.clone(),
         express,
         durable: durable.clone(),
-        queues,
+        queues: host.queues.clone(),
         keys: p.keys.clone(),
         dev_mode: p.dev_mode,
     };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    // Durable work stops being claimed at the shutdown signal; what is in flight is left to its
-    // lease and taken over after the restart.
-    let dispatcher = durable.map(|inst| {
+    // Durable work stops being claimed, and queue triggers stop receiving, at the shutdown
+    // signal; durable work in flight is left to its lease and taken over after the restart,
+    // messages in hand are abandoned.
+    let dispatcher = {
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
-            inst.run(async move {
+            host.run(async move {
                 let _ = stop.wait_for(|s| *s).await;
             })
             .await;
         })
-    });
+    };
     let server =
         axum::serve(listener, baton_api::router(state)).with_graceful_shutdown(async move {
             shutdown_signal().await;
@@ -178,8 +167,12 @@ async fn run(p: Prepared) -> Result<(), String> {
             tracing::warn!("in-flight requests did not finish within {}; exiting", config.host.shutdown_grace);
         }
     }
-    if let Some(d) = dispatcher {
-        d.abort();
+    // Queue triggers abandon the messages they hold as they stop; give them a moment.
+    if tokio::time::timeout(std::time::Duration::from_secs(2), dispatcher)
+        .await
+        .is_err()
+    {
+        tracing::debug!("the dispatcher had not stopped; exiting anyway");
     }
     eprintln!("Baton stopped.");
     Ok(())
@@ -208,6 +201,10 @@ fn announce(app: &App, addr: SocketAddr, dev_mode: bool, keys: &Keys, durable: O
     }
     eprintln!("\nFunctions:\n");
     for f in &app.functions {
+        if let Some(q) = &f.queue {
+            eprintln!("\t{}: queueTrigger `{q}`  (durable)", f.name);
+            continue;
+        }
         eprintln!(
             "\t{}: [{}] http://{addr}/{prefix}/{}  ({}{})",
             f.name,

@@ -238,7 +238,7 @@ fn check_lists_every_document_and_fails_on_any_problem() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("12 checked, 0 failed"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("26 checked, 0 failed"));
 
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("ok.yaml"), "document: {dsl: '1.0.0', namespace: t, name: a, version: '1.0.0'}\ndo:\n  - a: {set: {}}\n").expect("write");

@@ -147,6 +147,8 @@ pub struct Function {
     pub retry_after: u64,
     /// Triggered by this queue's messages instead of HTTP (no route is served).
     pub queue: Option<String>,
+    /// With `queue`: how many messages are handled at once.
+    pub concurrency: usize,
     pub workflow: Arc<Workflow>,
 }
 
@@ -281,6 +283,7 @@ impl App {
                 wait: f.wait.0,
                 retry_after: f.retry_after.0.as_millis().div_ceil(1000),
                 queue: f.queue.clone(),
+                concurrency: f.concurrency(),
                 workflow,
             });
         }

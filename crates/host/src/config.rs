@@ -336,6 +336,17 @@ pub struct FunctionConfig {
     /// instance with the message as input.
     #[serde(default)]
     pub queue: Option<String>,
+    /// With `queue`: how many of its messages are handled at once on this node (sessions, on a
+    /// session queue); 16 by default.
+    #[serde(default)]
+    pub max_concurrent_calls: Option<u32>,
+}
+
+impl FunctionConfig {
+    /// How many messages a queue trigger handles at once.
+    pub fn concurrency(&self) -> usize {
+        self.max_concurrent_calls.unwrap_or(16) as usize
+    }
 }
 
 fn default_methods() -> Vec<String> {
@@ -437,8 +448,26 @@ impl Config {
                 return Err(fail(format!("queues.{name}: {p}")));
             }
         }
+        let mut triggered: BTreeMap<&str, &str> = BTreeMap::new();
         for (name, f) in &self.functions {
+            if f.queue.is_none() && f.max_concurrent_calls.is_some() {
+                return Err(fail(format!(
+                    "functions.{name}.max_concurrent_calls: only a queue-triggered function (with `queue`) has it"
+                )));
+            }
+            if f.max_concurrent_calls
+                .is_some_and(|n| !(1..=1000).contains(&n))
+            {
+                return Err(fail(format!(
+                    "functions.{name}.max_concurrent_calls must be between 1 and 1000"
+                )));
+            }
             if let Some(q) = &f.queue {
+                if let Some(other) = triggered.insert(q, name) {
+                    return Err(fail(format!(
+                        "functions.{name}.queue: queue `{q}` already triggers `{other}` (a queue triggers one function)"
+                    )));
+                }
                 if !self.queues.contains_key(q) {
                     return Err(fail(format!(
                         "functions.{name}.queue: no queue is named `{q}` in [queues]"

@@ -182,6 +182,23 @@ impl Instances {
         input: Value,
         key: Option<&str>,
     ) -> Result<Begun, BeginError> {
+        self.begin_because(
+            f,
+            input,
+            key,
+            "This function was programmatically called via the host APIs.",
+        )
+        .await
+    }
+
+    /// [`Instances::begin`], logging `reason` as the reason for the execution.
+    pub async fn begin_because(
+        &self,
+        f: &Function,
+        input: Value,
+        key: Option<&str>,
+        reason: &str,
+    ) -> Result<Begun, BeginError> {
         let definition = self
             .current
             .get(&f.workflow.document.name)
@@ -217,8 +234,9 @@ impl Instances {
         tracing::info!(
             function = %f.name,
             instance = %req.id,
-            "Executing '{}' (Reason='This function was programmatically called via the host APIs.', Id={})",
+            "Executing '{}' (Reason='{}', Id={})",
             f.name,
+            reason,
             req.id
         );
         match self.engine.start(req).await {
@@ -273,6 +291,21 @@ impl Instances {
         timeout: Duration,
     ) -> Result<Option<InstanceRow>, StoreError> {
         self.engine.wait(id, timeout).await
+    }
+
+    /// The instance once it has ended at a revision after `revision` (a run after a rewind
+    /// asked at that revision), or as it is after `timeout`.
+    pub async fn wait_past(
+        &self,
+        id: &str,
+        revision: u64,
+        timeout: Duration,
+    ) -> Result<Option<InstanceRow>, StoreError> {
+        self.engine
+            .wait_for(id, timeout, |row| {
+                row.revision > revision && row.status.is_terminal()
+            })
+            .await
     }
 
     pub async fn get(&self, id: &str) -> Result<Option<InstanceRow>, StoreError> {

@@ -385,7 +385,9 @@ pub trait Store: Send + Sync + 'static {
     /// scrape shows); counting a terminal status may read every finished instance.
     fn count(&self, status: RuntimeStatus) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
-    /// Deletes an instance with its history, work and idempotency keys. False if none.
+    /// Deletes an instance with its history, work and idempotency keys; work stored under
+    /// `id` without an instance (an event addressed to one that never was) goes too. False if
+    /// there was no instance.
     fn purge(&self, id: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Purges every terminal instance matching `filter`; returns how many.

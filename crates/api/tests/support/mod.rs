@@ -10,8 +10,8 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use baton_api::ApiState;
-use baton_engine::Runner;
-use baton_host::{App, Express, Instances, Keys, Settings};
+use baton_engine::{Runner, RunnerBuilder};
+use baton_host::{App, Express, Host, Keys, Settings};
 use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
@@ -19,11 +19,8 @@ use tower::ServiceExt;
 /// The API over `app`. When it has durable functions, their store is an SQLite file in a
 /// fresh folder and a dispatcher runs their work for as long as the test's runtime does.
 pub async fn state(app: App, keys: Keys) -> ApiState {
-    let runner = Runner::builder()
-        .http(app.config.http.options())
-        .build()
-        .expect("runner");
-    state_on(app, keys, runner).await
+    let builder = Runner::builder().http(app.config.http.options());
+    state_on(app, keys, builder).await
 }
 
 /// A real server on 127.0.0.1:0 serving `app`, whose workflows are told its address (as
@@ -38,16 +35,14 @@ pub async fn serve(
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let base = baton_host::runtime::base_url(addr, app.config.host.base_url.as_deref());
-    let runner = Runner::builder()
+    let builder = Runner::builder()
         .http(app.config.http.options())
         .secrets(secrets)
         .runtime_metadata(baton_host::runtime::metadata(
             &base,
             &app.config.host.route_prefix,
-        ))
-        .build()
-        .expect("runner");
-    let state = state_on(app, keys, runner).await;
+        ));
+    let state = state_on(app, keys, builder).await;
     let router = baton_api::router(state.clone());
     tokio::spawn(async move { axum::serve(listener, router).await });
     let live = Live {
@@ -57,26 +52,22 @@ pub async fn serve(
     (state, live)
 }
 
-async fn state_on(mut app: App, keys: Keys, runner: Runner) -> ApiState {
+/// The API over `app`, opened as `baton serve` opens it: when the app needs a store, an
+/// SQLite file in a fresh folder, whose durable work and queue triggers run for as long as
+/// the test's runtime does.
+async fn state_on(mut app: App, keys: Keys, builder: RunnerBuilder) -> ApiState {
     let dev_mode = keys.is_empty();
-    let durable = if app.functions.iter().any(|f| f.is_durable()) {
+    if app.needs_store() {
         let dir = tempfile::tempdir().expect("tempdir").keep();
         app.config.store.path = dir.join("baton.db").display().to_string();
-        let inst = Arc::new(
-            Instances::open(&app, Arc::new(runner.clone()))
-                .await
-                .expect("store opens"),
-        );
-        let run = Arc::clone(&inst);
-        tokio::spawn(async move { run.run(std::future::pending::<()>()).await });
-        Some(inst)
-    } else {
-        None
-    };
+    }
+    let host = Host::open(&app, builder).await.expect("the host opens");
+    let run = host.clone();
+    tokio::spawn(async move { run.run(std::future::pending::<()>()).await });
     ApiState {
-        express: Express::new(runner, Settings::from_config(&app.config)),
-        durable,
-        queues: None,
+        express: Express::new(host.runner.clone(), Settings::from_config(&app.config)),
+        durable: host.instances.clone(),
+        queues: host.queues.clone(),
         app: Arc::new(app),
         keys: Arc::new(keys),
         dev_mode,

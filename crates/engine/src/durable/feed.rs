@@ -55,7 +55,11 @@ impl<S: Store> Durable<S> {
             return Ok(None);
         };
         let Some(row) = self.store.instance(&first.instance).await? else {
-            // Purged while the work was out: nothing to feed.
+            // Purged while the work was out, or an event addressed to an instance that never
+            // was: nothing to feed, and the work goes (purging an id without an instance
+            // removes what is left under it).
+            tracing::info!(instance = %first.instance, "work for an instance that is not stored is dropped");
+            self.store.purge(&first.instance).await?;
             return Ok(None);
         };
         let orders: Vec<Order> = batch.iter().map(|(w, f)| translate::order(w, f)).collect();

@@ -117,8 +117,8 @@ use crate::runner::random_u64;
 
 use control::Order;
 use state::State;
-pub use translate::Activity;
 use translate::Fed;
+pub use translate::{ADDRESSEE, Activity};
 
 /// How a durable engine claims and runs work.
 #[derive(Debug, Clone)]
@@ -359,6 +359,17 @@ impl<S: Store> Durable<S> {
         id: &str,
         timeout: Duration,
     ) -> Result<Option<InstanceRow>, StoreError> {
+        self.wait_for(id, timeout, |row| row.status.is_terminal())
+            .await
+    }
+
+    /// [`Durable::wait`] for a row that satisfies `done` (an end after a rewind, say).
+    pub async fn wait_for(
+        &self,
+        id: &str,
+        timeout: Duration,
+        done: impl Fn(&InstanceRow) -> bool,
+    ) -> Result<Option<InstanceRow>, StoreError> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let settled = self.settled.notified();
@@ -368,7 +379,7 @@ impl<S: Store> Durable<S> {
                 return Ok(None);
             };
             let now = tokio::time::Instant::now();
-            if row.status.is_terminal() || now >= deadline {
+            if done(&row) || now >= deadline {
                 return Ok(Some(row));
             }
             let next = deadline.min(now + Duration::from_millis(100));

@@ -178,6 +178,17 @@ pub(super) fn timer_work(instance: &str, token: Token, due: Timestamp) -> NewWor
     }
 }
 
+/// The CloudEvents extension attribute that addresses an emitted event to one instance.
+pub const ADDRESSEE: &str = "batoninstance";
+
+/// The instance an emitted event is addressed to, if any.
+fn addressee(event: &Value) -> Option<&str> {
+    event
+        .get(ADDRESSEE)
+        .and_then(Value::as_str)
+        .filter(|id| !id.is_empty())
+}
+
 /// Puts a step's outcome into `commit`: new work, cancelled work, history, and the instance's
 /// status, output or error (`State::keep` stores the state itself, once per commit).
 pub(super) fn fill(commit: &mut Commit, stepped: Stepped) -> Result<(), StoreError> {
@@ -240,10 +251,26 @@ pub(super) fn fill(commit: &mut Commit, stepped: Stepped) -> Result<(), StoreErr
                 enqueue.push(timer_work(&row.id, token, due));
             }
             Effect::CancelTimer { token } => cancel.push((WorkKind::Timer, token.0)),
-            Effect::Emit { event } => history.push(NewEvent {
-                kind: events::EVENT_SENT.to_owned(),
-                data: event,
-            }),
+            Effect::Emit { event } => {
+                // An event addressed to an instance is delivered to it in this same commit:
+                // exactly once, and only if this step is kept.
+                if let Some(target) = addressee(&event) {
+                    enqueue.push(NewWork {
+                        instance: target.to_owned(),
+                        kind: WorkKind::Message,
+                        token: crate::runner::random_u64() >> 1,
+                        due_at: now,
+                        payload: Order::Input(Input::Event {
+                            event: event.clone(),
+                        })
+                        .payload(),
+                    });
+                }
+                history.push(NewEvent {
+                    kind: events::EVENT_SENT.to_owned(),
+                    data: event,
+                });
+            }
             Effect::Subscribe { .. } | Effect::Unsubscribe { .. } => {}
             Effect::Complete { output } => {
                 row.status = RuntimeStatus::Completed;

@@ -311,6 +311,35 @@ pub async fn purge_removes_everything<S: Store>(s: &S) {
     assert_eq!(seqs, vec![1], "a recreated instance's history starts again");
 }
 
+/// A commit may leave work under another instance's id (an event addressed to it); when no
+/// instance has that id, purging it removes that work.
+pub async fn purge_drops_work_addressed_to_an_unknown_id<S: Store>(s: &S) {
+    let t = now(s).await;
+    commit(
+        s,
+        Commit {
+            enqueue: vec![new_work("ghost", WorkKind::Message, 1, t - 1)],
+            ..Commit::create(row("sender"))
+        },
+    )
+    .await;
+    let item = claim_one(s, "w", LONG, "the addressed message").await;
+    assert_eq!(
+        item.instance, "ghost",
+        "the work is under the addressee's id"
+    );
+    assert!(
+        !s.purge("ghost").await.expect("purge(ghost)"),
+        "there is no instance `ghost` to purge"
+    );
+    assert_eq!(next_due(s).await, None, "the addressed work is gone");
+    expect_fenced(
+        s.extend(Held::from(&item), LONG).await,
+        "extending the purged work",
+    );
+    assert!(instance(s, "sender").await.is_some(), "the sender stays");
+}
+
 /// `purge_where` removes the terminal instances that match, with their work, and counts them.
 pub async fn purge_where_removes_only_terminal_matches<S: Store>(s: &S) {
     let t = now(s).await;

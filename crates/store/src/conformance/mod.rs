@@ -84,6 +84,7 @@ macro_rules! conformance_tests {
             list_filters,
             list_pages_newest_first,
             purge_removes_everything,
+            purge_drops_work_addressed_to_an_unknown_id,
             count_follows_status_changes,
             purge_where_removes_only_terminal_matches,
             claim_takes_only_due_items_earliest_first,
