@@ -2,7 +2,8 @@
 //! SQLite file: the server is killed with SIGKILL again and again while it starts and runs
 //! fan-out instances against a local HTTP stand-in, and restarted each time. Every accepted
 //! instance must complete exactly once with the right output; activities may run more than
-//! once (at least once), and the test reports how often they did.
+//! once (at least once), and the test reports how often they did. The same for a queue
+//! trigger killed while it holds message locks: every message is handled by one instance.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
@@ -418,5 +419,143 @@ fn a_crash_between_commit_and_answer_keeps_the_instance() {
     }
     let (_, _, list) = http(&server.addr, "GET", "/api/instances", &[], "").unwrap();
     assert_eq!(list.as_array().unwrap().len(), 1, "no second instance");
+    server.kill();
+}
+
+/// Messages sent to a queue-triggered function.
+const MESSAGES: usize = 150;
+/// Kills of the server while it handles them.
+const QUEUE_KILLS: usize = 4;
+
+/// An app whose `Work` function is triggered by queue `work`: each message calls the
+/// stand-in's first check with its `k`.
+fn queue_app(dir: &Path, port: u16) {
+    std::fs::create_dir_all(dir.join("workflows")).unwrap();
+    std::fs::write(
+        dir.join("workflows/work.yaml"),
+        format!(
+            "document: {{dsl: '1.0.0', namespace: crash, name: work, version: '1.0.0'}}\ndo:\n  - check:\n      call: http\n      with:\n        method: post\n        endpoint: http://127.0.0.1:{port}/check/1\n        body: {{k: '${{ .k }}'}}\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("baton.toml"),
+        "[queues.work]\nlock_duration = \"2s\"\n\
+         [functions.Work]\nworkflow = \"work\"\nqueue = \"work\"\nmax_concurrent_calls = 8\n\
+         [store]\npath = \"state/baton.db\"\n[durable]\nlease = \"1s\"\n\
+         [http]\nallow = [\"127.0.0.1\"]\n",
+    )
+    .unwrap();
+}
+
+/// The `work` queue's statistics.
+fn queue_stats(addr: &str) -> Value {
+    let (status, _, q) = http(addr, "GET", "/api/queues/work", &[], "").expect("queue");
+    assert_eq!(status, 200, "{q}");
+    q["stats"].clone()
+}
+
+/// The server is killed with SIGKILL while messages are locked by its queue trigger, again and
+/// again: every message is still handled, by one instance each, and none is dead-lettered.
+#[test]
+fn queued_messages_survive_kill_9_while_locked() {
+    let began = Instant::now();
+    let stub = stand_in();
+    let dir = tempfile::tempdir().unwrap();
+    queue_app(dir.path(), stub.port);
+    let mut server = Server::start(dir.path(), &[]);
+    for chunk in (0..MESSAGES).collect::<Vec<_>>().chunks(50) {
+        let batch: Vec<Value> = chunk
+            .iter()
+            .map(|k| json!({"messageId": format!("m-{k}"), "body": {"k": k}}))
+            .collect();
+        let (status, _, answer) = http(
+            &server.addr,
+            "POST",
+            "/api/queues/work/messages/batch",
+            &[],
+            &Value::Array(batch).to_string(),
+        )
+        .expect("batch");
+        assert_eq!(status, 201, "{answer}");
+    }
+
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    eprintln!("queue kill schedule seed: {seed}");
+    let mut locked_at_kills = Vec::new();
+    for round in 0..QUEUE_KILLS {
+        // The first kill waits until the trigger holds messages; later ones come at random.
+        if round == 0 {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while queue_stats(&server.addr)["lockedMessageCount"] == 0 {
+                assert!(
+                    Instant::now() < deadline,
+                    "the trigger never locked a message"
+                );
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        } else {
+            std::thread::sleep(Duration::from_millis(100 + next(&mut seed) % 400));
+        }
+        locked_at_kills.push(queue_stats(&server.addr)["lockedMessageCount"].clone());
+        server.kill();
+        server = Server::start(dir.path(), &[]);
+    }
+    assert_ne!(locked_at_kills[0], 0, "{locked_at_kills:?}");
+
+    // Locks of the dead servers expire and their messages come back; bounded wait.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let stats = loop {
+        let st = queue_stats(&server.addr);
+        let open = [
+            "activeMessageCount",
+            "lockedMessageCount",
+            "scheduledMessageCount",
+        ]
+        .iter()
+        .map(|k| st[*k].as_u64().unwrap())
+        .sum::<u64>();
+        if open == 0 {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "messages still open: {st}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(stats["deadLetterMessageCount"], 0, "{stats}");
+
+    let (status, _, list) =
+        http(&server.addr, "GET", "/api/instances?top=1000", &[], "").expect("listing");
+    assert_eq!(status, 200, "{list}");
+    let work: Vec<&Value> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["name"] == "Work")
+        .collect();
+    let ks: HashSet<u64> = work
+        .iter()
+        .map(|i| i["input"]["k"].as_u64().unwrap())
+        .collect();
+    assert!(
+        work.iter().all(|i| i["runtimeStatus"] == "Completed"),
+        "every instance completed"
+    );
+    let calls = stub.calls.lock().unwrap().clone();
+    let called = (0..MESSAGES as u64)
+        .filter(|k| calls.contains_key(&(*k, 1)))
+        .count();
+    eprintln!(
+        "queue crash test: {QUEUE_KILLS} kills with {locked_at_kills:?} messages locked, \
+         {MESSAGES} messages, {} instances, {} calls, {:.1} s",
+        work.len(),
+        calls.values().sum::<usize>(),
+        began.elapsed().as_secs_f64()
+    );
+    assert_eq!(work.len(), MESSAGES, "one instance per message");
+    assert_eq!(ks.len(), MESSAGES, "every message ran");
+    assert_eq!(called, MESSAGES, "every message's call was made");
     server.kill();
 }
