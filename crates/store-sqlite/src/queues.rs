@@ -791,10 +791,17 @@ impl QueueStore for SqliteStore {
         let queue = queue.to_owned();
         Ok(self
             .read(move |c| {
+                // Only times still to come: a message visible now but not receivable (its
+                // session is held by another receiver) waits for that session's lock instead.
                 row(
                     c,
-                    "SELECT MIN(visible_at) FROM queue_messages WHERE queue = ?1 AND dead_lettered = 0",
-                    [queue],
+                    "SELECT MIN(t) FROM ( \
+                       SELECT MIN(visible_at) AS t FROM queue_messages \
+                         WHERE queue = ?1 AND dead_lettered = 0 AND visible_at > ?2 \
+                       UNION ALL \
+                       SELECT MIN(locked_until) FROM queue_sessions \
+                         WHERE queue = ?1 AND locked_until > ?2)",
+                    rusqlite::params![queue, now_ms()],
                     |r| r.get(0),
                 )
                 .map_err(classify)

@@ -333,8 +333,9 @@ pub trait QueueStore: Send + Sync + 'static {
         queue: &str,
     ) -> impl Future<Output = Result<QueueStats, QueueError>> + Send;
 
-    /// When a message of `queue` next becomes receivable on its own (a scheduled one's time, a
-    /// lock's expiry), if any: how long a long-polling receive may sleep.
+    /// The next time after now at which a message of `queue` may become receivable on its
+    /// own (a scheduled one's time, a message's or a session's lock expiry), if any: how long
+    /// a long-polling receive may sleep. Times already past are not reported.
     fn next_visible(
         &self,
         queue: &str,

@@ -512,6 +512,11 @@ pub async fn sessions_have_one_receiver_each<S: Store + QueueStore>(s: &S) {
         )
         .await;
     assert!(matches!(taken, Err(QueueError::LockLost(_))), "{taken:?}");
+    // `a2` is visible but held with its session: a waiting receiver sleeps until a lock
+    // expires, not through a time already past.
+    let t = now(s).await;
+    let next = s.next_visible("s").await.unwrap();
+    assert!(next.is_some_and(|n| n > t), "{next:?} is after {t}");
     // The holder goes on, in order.
     settle(s, &x.messages[0], Settle::Complete).await;
     let more = s
