@@ -7,8 +7,9 @@
 use std::time::Duration;
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::body::{Body, Bytes};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use baton_core::Timestamp;
@@ -39,6 +40,64 @@ fn problem(e: &QueueError, path: &str) -> Problem {
 
 fn bad(path: &str, what: impl Into<String>) -> Problem {
     Problem::new(StatusCode::BAD_REQUEST, what).at(path)
+}
+
+/// axum's [`Path`], refusing a bad segment (a sequence number that is not one) with a problem
+/// document: axum's own rejection is plain text.
+pub struct Segments<T>(T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> FromRequestParts<S> for Segments<T> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(t)) => Ok(Self(t)),
+            Err(e) => Err(bad(parts.uri.path(), e.body_text())),
+        }
+    }
+}
+
+/// axum's [`Query`], refusing a bad parameter (`max=many`) with a problem document.
+pub struct Params<T>(T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequestParts<S> for Params<T> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(t)) => Ok(Self(t)),
+            Err(e) => Err(bad(parts.uri.path(), e.body_text())),
+        }
+    }
+}
+
+/// The request body within `[limits] max_body_bytes` (413 past it), whatever its media type:
+/// a message body is the sender's bytes.
+async fn read_body(
+    s: &ApiState,
+    headers: &HeaderMap,
+    body: Body,
+    path: &str,
+) -> Result<Bytes, Problem> {
+    let max = s.app.config.limits.max_body_bytes;
+    let too_large = || {
+        Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is larger than the limit of {max} bytes"),
+        )
+        .with("limit", json!(max))
+        .at(path)
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return Err(too_large());
+    }
+    axum::body::to_bytes(body, max)
+        .await
+        .map_err(|_| too_large())
 }
 
 /// The queues, after checking the caller holds a host key.
@@ -155,7 +214,7 @@ pub async fn list(State(s): State<ApiState>, headers: HeaderMap, uri: Uri) -> Re
 /// `GET /queues/{queue}`.
 pub async fn get(
     State(s): State<ApiState>,
-    Path(name): Path<String>,
+    Segments(name): Segments<String>,
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
@@ -183,14 +242,15 @@ pub async fn get(
 /// `PUT /queues/{queue}`: creates or updates a queue from settings named as in baton.toml.
 pub async fn put(
     State(s): State<ApiState>,
-    Path(name): Path<String>,
+    Segments(name): Segments<String>,
     headers: HeaderMap,
     uri: Uri,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     run(async {
         let q = queues(&s, &headers, &uri)?;
         let path = uri.path();
+        let body = read_body(&s, &headers, body, path).await?;
         let value: Value = if body.is_empty() {
             json!({})
         } else {
@@ -226,7 +286,7 @@ pub async fn put(
 /// `DELETE /queues/{queue}`: the queue and every message in it.
 pub async fn delete(
     State(s): State<ApiState>,
-    Path(name): Path<String>,
+    Segments(name): Segments<String>,
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
@@ -259,32 +319,13 @@ fn header_text(headers: &HeaderMap, name: &str, path: &str) -> Result<Option<Str
 }
 
 /// `Time-To-Live` / `timeToLive`: seconds, or a duration (`30s`, `PT30S`).
-fn ttl(text: &str, path: &str) -> Result<i64, Problem> {
-    let ms = match text.parse::<f64>() {
-        Ok(secs) if secs > 0.0 && secs.is_finite() => (secs * 1000.0).round() as i64,
-        Ok(_) => return Err(bad(path, "the time to live must be positive")),
-        Err(_) => ConfigDuration::parse(text)
-            .map(|d| i64::try_from(d.0.as_millis()).unwrap_or(i64::MAX))
-            .map_err(|e| bad(path, format!("time to live: {e}")))?,
-    };
-    if ms <= 0 {
-        return Err(bad(path, "the time to live must be positive"));
-    }
-    Ok(ms)
+fn ttl(v: &Value, field: &str, path: &str) -> Result<i64, Problem> {
+    baton_host::parse_ttl(v).map_err(|e| bad(path, format!("`{field}`: {e}")))
 }
 
 /// `Scheduled-Enqueue-Time` / `scheduledEnqueueTime`: an RFC 3339 time in UTC.
 fn scheduled(text: &str, path: &str) -> Result<i64, Problem> {
-    humantime::parse_rfc3339_weak(text)
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .and_then(|d| i64::try_from(d.as_millis()).ok())
-        .ok_or_else(|| {
-            bad(
-                path,
-                format!("`{text}` is not an RFC 3339 time in UTC (2026-12-02T10:00:00Z)"),
-            )
-        })
+    baton_host::parse_time(text).map_err(|e| bad(path, e))
 }
 
 /// `POST /queues/{queue}/messages`: one message; the body is the message's, and `Message-Id`,
@@ -292,14 +333,15 @@ fn scheduled(text: &str, path: &str) -> Result<i64, Problem> {
 /// `Message-Properties` (a JSON object) describe it.
 pub async fn send(
     State(s): State<ApiState>,
-    Path(name): Path<String>,
+    Segments(name): Segments<String>,
     headers: HeaderMap,
     uri: Uri,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     run(async {
         let q = queues(&s, &headers, &uri)?;
         let path = uri.path();
+        let body = read_body(&s, &headers, body, path).await?;
         let text = |n: &str| header_text(&headers, n, path);
         let properties = match text("message-properties")? {
             None => Map::new(),
@@ -314,7 +356,9 @@ pub async fn send(
             content_type: text(header::CONTENT_TYPE.as_str())?,
             session_id: text("session-id")?,
             correlation_id: text("correlation-id")?,
-            ttl_ms: text("time-to-live")?.map(|t| ttl(&t, path)).transpose()?,
+            ttl_ms: text("time-to-live")?
+                .map(|t| ttl(&Value::String(t), "Time-To-Live", path))
+                .transpose()?,
             scheduled_at: text("scheduled-enqueue-time")?
                 .map(|t| scheduled(&t, path))
                 .transpose()?,
@@ -376,14 +420,15 @@ struct BatchMessage {
 /// `body` is stored as JSON.
 pub async fn send_batch(
     State(s): State<ApiState>,
-    Path(name): Path<String>,
+    Segments(name): Segments<String>,
     headers: HeaderMap,
     uri: Uri,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     run(async {
         let q = queues(&s, &headers, &uri)?;
         let path = uri.path();
+        let body = read_body(&s, &headers, body, path).await?;
         let items: Vec<BatchMessage> = serde_json::from_slice(&body).map_err(|e| {
             bad(
                 path,
@@ -405,12 +450,10 @@ pub async fn send_batch(
                 content_type: Some("application/json".to_owned()),
                 session_id: m.session_id,
                 correlation_id: m.correlation_id,
-                ttl_ms: match m.time_to_live {
-                    None => None,
-                    Some(Value::Number(n)) => Some(ttl(&n.to_string(), &at)?),
-                    Some(Value::String(t)) => Some(ttl(&t, &at)?),
-                    Some(_) => return Err(bad(&at, "timeToLive is seconds or a duration")),
-                },
+                ttl_ms: m
+                    .time_to_live
+                    .map(|t| ttl(&t, "timeToLive", &at))
+                    .transpose()?,
                 scheduled_at: m
                     .scheduled_enqueue_time
                     .map(|t| scheduled(&t, &at))
@@ -452,8 +495,8 @@ pub struct ReceiveQuery {
 /// the session lock on a session queue), 204 when none came within `timeout`.
 pub async fn receive(
     State(s): State<ApiState>,
-    Path(name): Path<String>,
-    Query(rq): Query<ReceiveQuery>,
+    Segments(name): Segments<String>,
+    Params(rq): Params<ReceiveQuery>,
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
@@ -475,6 +518,9 @@ pub async fn receive(
             .await
             .map_err(|e| problem(&e, path))?
             .ok_or_else(|| problem(&QueueError::NoQueue(name.clone()), path))?;
+        if rq.session_token.is_some() && rq.session_id.is_none() {
+            return Err(bad(path, "`sessionToken` needs the `sessionId` it holds"));
+        }
         let session = match (spec.sessions, rq.session_id) {
             (false, None) => None,
             (false, Some(_)) => return Err(bad(path, format!("queue `{name}` has no sessions"))),
@@ -503,7 +549,7 @@ pub async fn receive(
 /// `DELETE /queues/{queue}/messages/{sequence}/{lockToken}`: complete.
 pub async fn complete(
     State(s): State<ApiState>,
-    Path((name, seq, token)): Path<(String, i64, String)>,
+    Segments((name, seq, token)): Segments<(String, i64, String)>,
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
@@ -528,14 +574,15 @@ struct DeadLetterBody {
 /// `POST /queues/{queue}/messages/{sequence}/{lockToken}/{abandon|deadletter|renew}`.
 pub async fn act(
     State(s): State<ApiState>,
-    Path((name, seq, token, action)): Path<(String, i64, String, String)>,
+    Segments((name, seq, token, action)): Segments<(String, i64, String, String)>,
     headers: HeaderMap,
     uri: Uri,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     run(async {
         let q = queues(&s, &headers, &uri)?;
         let path = uri.path();
+        let body = read_body(&s, &headers, body, path).await?;
         let fail = |e: QueueError| problem(&e, path);
         match action.as_str() {
             "abandon" => {
@@ -581,7 +628,7 @@ pub async fn act(
 /// `POST /queues/{queue}/sessions/{sessionId}/{sessionToken}/{renew|release}`.
 pub async fn session(
     State(s): State<ApiState>,
-    Path((name, session_id, token, action)): Path<(String, String, String, String)>,
+    Segments((name, session_id, token, action)): Segments<(String, String, String, String)>,
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
@@ -628,7 +675,10 @@ async fn peek_of(
 ) -> Result<Response, Problem> {
     let q = queues(s, headers, uri)?;
     let path = uri.path();
-    let max = pq.max.unwrap_or(MAX_BATCH).clamp(1, MAX_BATCH);
+    let max = pq.max.unwrap_or(MAX_BATCH);
+    if !(1..=MAX_BATCH).contains(&max) {
+        return Err(bad(path, format!("`max` is 1 to {MAX_BATCH}")));
+    }
     let got = q
         .store()
         .peek(name, pq.from.unwrap_or(0), max, dead)
@@ -640,8 +690,8 @@ async fn peek_of(
 /// `GET /queues/{queue}/messages?from=&max=`: peek, locking nothing.
 pub async fn peek(
     State(s): State<ApiState>,
-    Path(name): Path<String>,
-    Query(pq): Query<PeekQuery>,
+    Segments(name): Segments<String>,
+    Params(pq): Params<PeekQuery>,
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
@@ -651,8 +701,8 @@ pub async fn peek(
 /// `GET /queues/{queue}/deadletter?from=&max=`: peek the dead-letter queue.
 pub async fn peek_dead(
     State(s): State<ApiState>,
-    Path(name): Path<String>,
-    Query(pq): Query<PeekQuery>,
+    Segments(name): Segments<String>,
+    Params(pq): Params<PeekQuery>,
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
@@ -669,14 +719,15 @@ struct RedriveBody {
 /// message with no body.
 pub async fn redrive(
     State(s): State<ApiState>,
-    Path(name): Path<String>,
+    Segments(name): Segments<String>,
     headers: HeaderMap,
     uri: Uri,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     run(async {
         let q = queues(&s, &headers, &uri)?;
         let path = uri.path();
+        let body = read_body(&s, &headers, body, path).await?;
         let b: RedriveBody = if body.is_empty() {
             RedriveBody::default()
         } else {

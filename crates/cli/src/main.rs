@@ -6,6 +6,7 @@ mod files;
 mod instances;
 mod keys;
 mod problem;
+mod queues;
 mod run;
 mod serve;
 
@@ -51,6 +52,8 @@ enum Command {
     Keys(keys::KeysArgs),
     /// List, inspect and manage the durable instances of a running server.
     Instances(Box<instances::InstancesArgs>),
+    /// Send, receive, peek and settle the messages of a running server's queues.
+    Queues(Box<queues::QueuesArgs>),
     /// Run one workflow in-process and print its output as JSON.
     Run {
         /// The workflow definition (YAML or JSON).
@@ -96,6 +99,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::serve(&args),
         Command::Keys(args) => keys::keys(&args),
         Command::Instances(args) => instances::instances(&args),
+        Command::Queues(args) => queues::queues(&args),
         Command::Check { path } => check::check(&path),
         Command::Bench(args) => bench::run(*args),
     }

@@ -62,7 +62,7 @@ pub fn parse_timeout(text: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
-fn parse_duration(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     if text.starts_with(['P', 'p']) {
         return baton_core::time::Duration::parse_iso8601(&text.to_ascii_uppercase())
@@ -93,7 +93,7 @@ pub fn parse_time(text: &str, now: SystemTime) -> Result<String, String> {
 
 /// RFC 3339 with `Z` or a numeric offset. A time without either is refused rather than guessed
 /// to be UTC or local time.
-fn parse_rfc3339(text: &str) -> Result<SystemTime, String> {
+pub(crate) fn parse_rfc3339(text: &str) -> Result<SystemTime, String> {
     let bad = || format!("`{text}` is not an RFC 3339 time such as 2026-01-02T15:04:05Z");
     let (local, offset_secs) = split_offset(text).ok_or_else(|| {
         format!("`{text}` has no time zone: end it with Z (UTC) or an offset such as +02:00")

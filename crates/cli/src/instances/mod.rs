@@ -6,10 +6,10 @@
 //! document on standard error and the command exits 1; a server that cannot be reached exits 1
 //! too, naming the URL; bad arguments exit 2.
 
-mod args;
+pub(crate) mod args;
 mod client;
 mod commands;
-mod render;
+pub(crate) mod render;
 
 use std::process::ExitCode;
 use std::time::Duration;
