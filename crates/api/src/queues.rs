@@ -174,7 +174,9 @@ fn message(m: &Message) -> Value {
         "bodyEncoding": encoding,
         "properties": m.properties,
         "enqueuedTime": time(m.enqueued_at),
-        "scheduledEnqueueTime": time(m.visible_at.max(m.enqueued_at)),
+        // Known until the first delivery: a lock and an abandon move `visible_at` on.
+        "scheduledEnqueueTime": (m.delivery_count == 0 && m.state != MessageState::DeadLettered)
+            .then(|| time(m.visible_at.max(m.enqueued_at))),
         "expiresAt": m.expires_at.map(time),
         "deliveryCount": m.delivery_count,
         "state": match m.state {
