@@ -48,7 +48,7 @@ impl Queues {
         session: Option<SessionChoice>,
     ) -> Result<Received, QueueError> {
         let deadline = tokio::time::Instant::now() + wait.min(MAX_WAIT);
-        let wakeups = self.store.queue_wakeups();
+        let wakeups = self.store.queue_wakeups(queue);
         loop {
             // Registered before looking, so that a send between the look and the wait wakes us.
             let woken = wakeups.notified();

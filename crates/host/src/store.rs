@@ -225,7 +225,7 @@ impl QueueStore for AnyStore {
         each!(self, s => s.next_visible(queue).await)
     }
 
-    fn queue_wakeups(&self) -> Arc<tokio::sync::Notify> {
-        each!(self, s => s.queue_wakeups())
+    fn queue_wakeups(&self, queue: &str) -> Arc<tokio::sync::Notify> {
+        each!(self, s => s.queue_wakeups(queue))
     }
 }

@@ -13,6 +13,8 @@
 //! * A body that is not JSON is given as a string; one that is not UTF-8 is dead-lettered
 //!   (`UnreadableBody`). A message id reused with another body (after the duplicate-detection
 //!   window, within the idempotency window) is dead-lettered too (`MessageIdReused`).
+//! * One receiver per function takes as many messages as it has free handlers
+//!   (`max_concurrent_calls`), long-polling when it has none.
 //! * On a session queue a worker takes a session and handles its messages one after the
 //!   other, in order, until it is empty; `max_concurrent_calls` sessions are handled at once.
 //! * When the host stops, messages in hand are abandoned so that another node may take them
@@ -24,11 +26,14 @@ use std::time::Duration;
 use baton_store::queues::{Message, QueueError, QueueStore, SessionChoice, Settle};
 use baton_store::{InstanceRow, RuntimeStatus};
 use serde_json::Value;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 
 use crate::app::{App, Function};
 use crate::durable::{BeginError, Control, ControlError, Instances};
 use crate::queues::{MAX_WAIT, Queues};
+
+/// The most messages one receive of a trigger takes.
+const MAX_RECEIVE: usize = 100;
 
 /// How long a worker waits after a failed receive before trying again.
 const BACKOFF: Duration = Duration::from_secs(1);
@@ -78,26 +83,25 @@ impl QueueTriggers {
     /// Handles messages until `stop` resolves, then abandons those in hand and returns.
     pub async fn run(&self, stop: impl std::future::Future<Output = ()>) {
         let (tx, rx) = watch::channel(false);
-        let mut workers = tokio::task::JoinSet::new();
+        let mut triggers = tokio::task::JoinSet::new();
         for f in &self.functions {
-            for _ in 0..f.concurrency.max(1) {
-                let me = self.clone();
-                let f = Arc::clone(f);
-                let rx = rx.clone();
-                workers.spawn(async move { me.work(&f, rx).await });
-            }
+            let me = self.clone();
+            let f = Arc::clone(f);
+            let rx = rx.clone();
+            triggers.spawn(async move { me.serve(f, rx).await });
         }
         stop.await;
         let _ = tx.send(true);
-        while workers.join_next().await.is_some() {}
+        while triggers.join_next().await.is_some() {}
     }
 
-    /// One worker of `f`: receive, handle, repeat.
-    async fn work(&self, f: &Function, mut stop: watch::Receiver<bool>) {
-        let Some(queue) = f.queue.as_deref() else {
+    /// The trigger of `f`: on a session queue, `concurrency` workers each holding a session;
+    /// on another, one receiver handing messages to up to `concurrency` handlers.
+    async fn serve(&self, f: Arc<Function>, stop: watch::Receiver<bool>) {
+        let Some(queue) = f.queue.clone() else {
             return;
         };
-        let sessions = match self.queues.store().queue(queue).await {
+        let sessions = match self.queues.store().queue(&queue).await {
             Ok(Some(spec)) => spec.sessions,
             Ok(None) => {
                 tracing::error!(function = %f.name, queue, "the trigger's queue does not exist");
@@ -108,11 +112,72 @@ impl QueueTriggers {
                 return;
             }
         };
+        if !sessions {
+            return self.dispatch(f, &queue, stop).await;
+        }
+        let mut workers = tokio::task::JoinSet::new();
+        for _ in 0..f.concurrency.max(1) {
+            let (me, f, queue, stop) = (self.clone(), Arc::clone(&f), queue.clone(), stop.clone());
+            workers.spawn(async move { me.sessions(&f, &queue, stop).await });
+        }
+        while workers.join_next().await.is_some() {}
+    }
+
+    /// Receives as many messages as there are free handlers (waiting for one to be free, then
+    /// long-polling), and hands each to a handler of its own.
+    async fn dispatch(&self, f: Arc<Function>, queue: &str, mut stop: watch::Receiver<bool>) {
+        let slots = Arc::new(Semaphore::new(f.concurrency.max(1)));
+        let mut handlers = tokio::task::JoinSet::new();
         while !*stop.borrow() {
-            let choice = sessions.then_some(SessionChoice::Next);
+            while handlers.try_join_next().is_some() {}
+            let first = tokio::select! {
+                _ = stop.changed() => break,
+                p = Arc::clone(&slots).acquire_owned() => match p {
+                    Ok(p) => p,
+                    Err(_) => break,
+                },
+            };
+            let mut permits = vec![first];
+            while permits.len() < MAX_RECEIVE
+                && let Ok(p) = Arc::clone(&slots).try_acquire_owned()
+            {
+                permits.push(p);
+            }
+            let got = tokio::select! {
+                _ = stop.changed() => break,
+                got = self.queues.receive(queue, permits.len(), MAX_WAIT, None) => got,
+            };
+            match got {
+                Ok(got) => {
+                    for m in got.messages {
+                        let Some(permit) = permits.pop() else { break };
+                        let (me, f, queue, mut stop) =
+                            (self.clone(), Arc::clone(&f), queue.to_owned(), stop.clone());
+                        handlers.spawn(async move {
+                            me.handle(&f, &queue, m, &mut stop).await;
+                            drop(permit);
+                        });
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(function = %f.name, queue, error = %e, "receive failed; retrying");
+                    tokio::select! {
+                        _ = stop.changed() => break,
+                        () = tokio::time::sleep(BACKOFF) => {}
+                    }
+                }
+            }
+        }
+        // Handlers abandon what they hold when they see the stop.
+        while handlers.join_next().await.is_some() {}
+    }
+
+    /// One session worker of `f`: take a free session, handle it to its end, repeat.
+    async fn sessions(&self, f: &Function, queue: &str, mut stop: watch::Receiver<bool>) {
+        while !*stop.borrow() {
             let got = tokio::select! {
                 _ = stop.changed() => return,
-                got = self.queues.receive(queue, 1, MAX_WAIT, choice) => got,
+                got = self.queues.receive(queue, 1, MAX_WAIT, Some(SessionChoice::Next)) => got,
             };
             let got = match got {
                 Ok(got) => got,

@@ -86,7 +86,8 @@ pub struct SqliteStore {
     options: Options,
     wakeups: Arc<tokio::sync::Notify>,
     /// Long-polling queue receivers wait on this.
-    queue_wakeups: Arc<tokio::sync::Notify>,
+    /// Per queue: signalled when a message may have become receivable.
+    queue_wakeups: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Notify>>>,
 }
 
 impl SqliteStore {
@@ -106,7 +107,7 @@ impl SqliteStore {
             readers: Mutex::new(Vec::new()),
             options,
             wakeups,
-            queue_wakeups: Arc::new(tokio::sync::Notify::new()),
+            queue_wakeups: std::sync::Mutex::default(),
         })
     }
 

@@ -651,28 +651,41 @@ fn peek(
 }
 
 impl SqliteStore {
-    async fn write<T, F>(&self, wakes_receivers: bool, f: F) -> Result<T, QueueError>
+    /// Runs `f` on the writer; when it succeeds and `wakes` names a queue, wakes that
+    /// queue's waiting receivers.
+    async fn write<T, F>(&self, wakes: Option<&str>, f: F) -> Result<T, QueueError>
     where
         T: Send + 'static,
         F: FnOnce(&Transaction<'_>, Millis) -> Outcome<T> + Send + 'static,
     {
         let out = flatten(self.writer.run(false, f).await);
-        if wakes_receivers && out.is_ok() {
-            self.queue_wakeups.notify_waiters();
+        if let Some(queue) = wakes
+            && out.is_ok()
+        {
+            self.wakeups_of(queue).notify_waiters();
         }
         out
+    }
+
+    fn wakeups_of(&self, queue: &str) -> Arc<tokio::sync::Notify> {
+        let mut all = self
+            .queue_wakeups
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Arc::clone(all.entry(queue.to_owned()).or_default())
     }
 }
 
 impl QueueStore for SqliteStore {
     async fn put_queue(&self, spec: &QueueSpec) -> Result<(), QueueError> {
         let spec = spec.clone();
-        self.write(true, move |t, _| put_queue(t, &spec)).await
+        self.write(Some(&spec.name.clone()), move |t, _| put_queue(t, &spec))
+            .await
     }
 
     async fn delete_queue(&self, name: &str) -> Result<bool, QueueError> {
         let name = name.to_owned();
-        self.write(false, move |t, _| delete_queue(t, &name)).await
+        self.write(None, move |t, _| delete_queue(t, &name)).await
     }
 
     async fn queues(&self) -> Result<Vec<QueueSpec>, QueueError> {
@@ -706,8 +719,11 @@ impl QueueStore for SqliteStore {
         messages: Vec<NewMessage>,
     ) -> Result<Vec<Sent>, QueueError> {
         let queue = queue.to_owned();
-        self.write(true, move |t, now| enqueue(t, &queue, messages, now))
-            .await
+        let wake = queue.clone();
+        self.write(Some(wake.as_str()), move |t, now| {
+            enqueue(t, &queue, messages, now)
+        })
+        .await
     }
 
     async fn receive(
@@ -717,7 +733,7 @@ impl QueueStore for SqliteStore {
         session: Option<SessionChoice>,
     ) -> Result<Received, QueueError> {
         let queue = queue.to_owned();
-        self.write(false, move |t, now| {
+        self.write(None, move |t, now| {
             receive(t, &queue, max.max(1), session, now)
         })
         .await
@@ -732,7 +748,8 @@ impl QueueStore for SqliteStore {
     ) -> Result<(), QueueError> {
         let (queue, token) = (queue.to_owned(), lock_token.to_owned());
         let wakes = matches!(how, Settle::Abandon);
-        self.write(wakes, move |t, now| {
+        let wake = queue.clone();
+        self.write(wakes.then_some(wake.as_str()), move |t, now| {
             settle(t, &queue, sequence, &token, how, now)
         })
         .await
@@ -745,7 +762,7 @@ impl QueueStore for SqliteStore {
         lock_token: &str,
     ) -> Result<Millis, QueueError> {
         let (queue, token) = (queue.to_owned(), lock_token.to_owned());
-        self.write(false, move |t, now| renew(t, &queue, sequence, &token, now))
+        self.write(None, move |t, now| renew(t, &queue, sequence, &token, now))
             .await
     }
 
@@ -758,7 +775,8 @@ impl QueueStore for SqliteStore {
     ) -> Result<Option<Millis>, QueueError> {
         let (queue, session_id, token) =
             (queue.to_owned(), session_id.to_owned(), token.to_owned());
-        self.write(release, move |t, now| {
+        let wake = queue.clone();
+        self.write(release.then_some(wake.as_str()), move |t, now| {
             renew_session(t, &queue, &session_id, &token, release, now)
         })
         .await
@@ -778,13 +796,16 @@ impl QueueStore for SqliteStore {
 
     async fn redrive(&self, queue: &str, sequences: Option<&[i64]>) -> Result<u64, QueueError> {
         let (queue, seqs) = (queue.to_owned(), sequences.map(<[i64]>::to_vec));
-        self.write(true, move |t, now| redrive(t, &queue, seqs, now))
-            .await
+        let wake = queue.clone();
+        self.write(Some(wake.as_str()), move |t, now| {
+            redrive(t, &queue, seqs, now)
+        })
+        .await
     }
 
     async fn queue_stats(&self, queue: &str) -> Result<QueueStats, QueueError> {
         let queue = queue.to_owned();
-        self.write(false, move |t, now| stats(t, &queue, now)).await
+        self.write(None, move |t, now| stats(t, &queue, now)).await
     }
 
     async fn next_visible(&self, queue: &str) -> Result<Option<Millis>, QueueError> {
@@ -809,7 +830,7 @@ impl QueueStore for SqliteStore {
             .await?)
     }
 
-    fn queue_wakeups(&self) -> Arc<tokio::sync::Notify> {
-        Arc::clone(&self.queue_wakeups)
+    fn queue_wakeups(&self, queue: &str) -> Arc<tokio::sync::Notify> {
+        self.wakeups_of(queue)
     }
 }

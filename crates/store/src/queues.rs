@@ -341,7 +341,8 @@ pub trait QueueStore: Send + Sync + 'static {
         queue: &str,
     ) -> impl Future<Output = Result<Option<Millis>, QueueError>> + Send;
 
-    /// Signalled after every write that may have made a message receivable (an enqueue, an
-    /// abandon, a redrive, a released session), so that long-polling receivers wake.
-    fn queue_wakeups(&self) -> Arc<tokio::sync::Notify>;
+    /// Signalled after every write that may have made a message of `queue` receivable (an
+    /// enqueue, an abandon, a redrive, a released session), so that its long-polling
+    /// receivers wake; receivers of other queues sleep on.
+    fn queue_wakeups(&self, queue: &str) -> Arc<tokio::sync::Notify>;
 }

@@ -614,15 +614,28 @@ pub async fn sessions_keep_order_under_concurrent_receivers<S: Store + QueueStor
     }
 }
 
-/// Long-polling receivers are woken by a send.
+/// Long-polling receivers are woken by a send to their queue, and only to theirs.
 pub async fn queue_wakeup_after_send<S: Store + QueueStore>(s: &S) {
     queue(s, "q", |_| {}).await;
-    let wake = s.queue_wakeups();
+    queue(s, "other", |_| {}).await;
+    let wake = s.queue_wakeups("q");
     let woken = wake.notified();
     tokio::pin!(woken);
     woken.as_mut().enable();
+    send(s, "other", vec![msg("elsewhere")]).await;
+    assert!(
+        still_pending(woken.as_mut()),
+        "a send to another queue does not wake this one's receivers"
+    );
     send(s, "q", vec![msg("m")]).await;
     tokio::time::timeout(PATIENCE, woken)
         .await
         .expect("a send wakes receivers");
+}
+
+/// Whether `f` is still pending when polled once.
+fn still_pending<F: std::future::Future>(f: std::pin::Pin<&mut F>) -> bool {
+    let waker = std::task::Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    f.poll(&mut cx).is_pending()
 }
