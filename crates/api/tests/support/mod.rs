@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod metrics;
+pub mod queues;
 
 use std::path::Path;
 use std::sync::Arc;
