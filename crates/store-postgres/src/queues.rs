@@ -1,0 +1,1 @@
+//! [`QueueStore`](baton_store::queues::QueueStore) on PostgreSQL.
