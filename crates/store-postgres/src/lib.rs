@@ -98,7 +98,6 @@ pub struct PostgresStore {
     channel: String,
     wakeups: Arc<tokio::sync::Notify>,
     /// Per queue: signalled when a message may have become receivable.
-    #[allow(dead_code)] // until the queue side lands
     queue_wakeups: Arc<Mutex<HashMap<String, Arc<tokio::sync::Notify>>>>,
     listener: Listener,
 }
@@ -203,7 +202,6 @@ impl PostgresStore {
     }
 
     /// The wake-up of `queue`'s receivers.
-    #[allow(dead_code)] // until the queue side lands
     fn queue_notify(&self, queue: &str) -> Arc<tokio::sync::Notify> {
         listen::queue_notify(&self.queue_wakeups, queue)
     }

@@ -116,7 +116,6 @@ async fn listen(
 }
 
 /// The wake-up of `queue`'s receivers, made on first use.
-#[allow(dead_code)] // until the queue side lands
 pub(crate) fn queue_notify(queues: &Queues, queue: &str) -> Arc<Notify> {
     Arc::clone(
         queues

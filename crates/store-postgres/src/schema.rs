@@ -74,13 +74,15 @@ const MIGRATIONS: &[&str] = &[
         expires_at   bigint NOT NULL
     );
     CREATE INDEX idempotency_by_instance ON idempotency (instance);
+    -- `next_seq` is taken under this row's lock, which also serialises one queue's
+    -- duplicate-detection checks.
     CREATE TABLE queues (
         name     text PRIMARY KEY,
         spec     text NOT NULL,
         next_seq bigint NOT NULL DEFAULT 1
     );
     -- `visible_at`: when the message can next be received (its scheduled time while unlocked,
-    -- its lock's expiry while locked).
+    -- its lock's expiry while locked). The dead-letter sub-queue is `dead_lettered`.
     CREATE TABLE queue_messages (
         queue          text NOT NULL,
         seq            bigint NOT NULL,
@@ -101,7 +103,16 @@ const MIGRATIONS: &[&str] = &[
         dl_description text,
         PRIMARY KEY (queue, seq)
     );
+    -- Receives and peeks, in sequence order.
     CREATE INDEX queue_messages_by_state ON queue_messages (queue, dead_lettered, seq);
+    -- `next_visible`.
+    CREATE INDEX queue_messages_by_visible ON queue_messages (queue, visible_at)
+        WHERE NOT dead_lettered;
+    -- The sweeps a receive starts with: expired messages, and expired locks.
+    CREATE INDEX queue_messages_by_expiry ON queue_messages (queue, expires_at)
+        WHERE NOT dead_lettered AND expires_at IS NOT NULL;
+    CREATE INDEX queue_messages_by_lock ON queue_messages (queue, locked_until)
+        WHERE NOT dead_lettered AND locked_until IS NOT NULL;
     CREATE TABLE queue_duplicates (
         queue      text NOT NULL,
         message_id text NOT NULL,
@@ -109,6 +120,8 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (queue, message_id)
     );
     CREATE INDEX queue_duplicates_by_expiry ON queue_duplicates (queue, expires_at);
+    -- A session's row outlives its lock, so that its fence only grows: a released session
+    -- has `locked_until` 0, free by any transaction's clock.
     CREATE TABLE queue_sessions (
         queue        text NOT NULL,
         session_id   text NOT NULL,
@@ -116,6 +129,7 @@ const MIGRATIONS: &[&str] = &[
         locked_until bigint NOT NULL,
         PRIMARY KEY (queue, session_id)
     );
+    CREATE INDEX queue_sessions_by_lock ON queue_sessions (queue, locked_until);
     ",
 ];
 
