@@ -93,6 +93,7 @@ impl Options {
 #[derive(Debug)]
 pub struct PostgresStore {
     pool: Pool,
+    location: String,
     schema: String,
     /// The `NOTIFY` channel of this schema.
     channel: String,
@@ -160,12 +161,18 @@ impl PostgresStore {
         );
         Ok(Self {
             pool,
+            location: redact(&options.url),
             schema,
             channel,
             wakeups,
             queue_wakeups,
             listener,
         })
+    }
+
+    /// The server and database, without the password: for messages.
+    pub fn location(&self) -> &str {
+        &self.location
     }
 
     /// The schema this store uses.

@@ -54,7 +54,7 @@ impl Listener {
                         tracing::warn!(error = %e, retry_in = ?pause, "the wake-up listener lost its database connection");
                     }
                 }
-                flag.store(false, Ordering::Relaxed);
+                flag.store(false, Ordering::SeqCst);
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(Duration::from_secs(5));
             }
@@ -63,7 +63,7 @@ impl Listener {
     }
 
     pub(crate) fn is_listening(&self) -> bool {
-        self.listening.load(Ordering::Relaxed)
+        self.listening.load(Ordering::SeqCst)
     }
 }
 
@@ -84,12 +84,13 @@ async fn listen(
             r = &mut subscribe, if !subscribed => {
                 r?;
                 subscribed = true;
-                listening.store(true, Ordering::Relaxed);
-                // Whatever was sent while nobody listened is lost: everybody looks once.
+                // Whatever was sent while nobody listened is lost: everybody looks once. (Before
+                // the flag goes up, so that whoever sees it up waits for notifications only.)
                 work.notify_waiters();
                 for n in queues.lock().unwrap_or_else(PoisonError::into_inner).values() {
                     n.notify_waiters();
                 }
+                listening.store(true, Ordering::SeqCst);
             }
             m = std::future::poll_fn(|cx| connection.poll_message(cx)) => match m {
                 Some(Ok(AsyncMessage::Notification(n))) => {

@@ -332,10 +332,13 @@ pub(crate) async fn claim(
 ) -> Result<Vec<Work>, CommitError> {
     let stmt = c
         .prepare_cached(&format!(
-            "UPDATE work w SET owner = $1, fence = w.fence + 1, attempt = w.attempt + 1,
+            "WITH p AS MATERIALIZED (
+                 SELECT id FROM work WHERE available_at <= baton_now()
+                 ORDER BY available_at, id LIMIT $3 FOR UPDATE SKIP LOCKED
+             )
+             UPDATE work w SET owner = $1, fence = w.fence + 1, attempt = w.attempt + 1,
                  lease_until = baton_now() + $2, available_at = baton_now() + $2
-             FROM (SELECT id FROM work WHERE available_at <= baton_now()
-                   ORDER BY available_at, id LIMIT $3 FOR UPDATE SKIP LOCKED) p
+             FROM p
              WHERE w.id = p.id
              RETURNING {}",
             WORK_COLUMNS
@@ -354,7 +357,9 @@ pub(crate) async fn claim(
         .iter()
         .map(reads::work_row)
         .collect::<Result<Vec<_>, _>>()?;
-    // RETURNING gives no order; claims come out earliest due first.
+    // The pick is MATERIALIZED: run once. Inlined, the planner may run the locking subquery
+    // again inside a join, and each run skips the rows this statement has just locked — taking
+    // more than `max`. RETURNING gives no order; claims come out earliest due first.
     got.sort_by_key(|w| (w.due_at, w.id));
     Ok(got)
 }

@@ -2,9 +2,9 @@
 //! work items that leave the interpreter (activities, timers, inbound events) with leases, and
 //! idempotency keys.
 //!
-//! [`Store`] is implemented once per backend (SQLite in `baton-store-sqlite`, PostgreSQL later);
-//! [`conformance`] holds the behaviour every backend must show, written once against this
-//! trait, and each backend runs it unchanged.
+//! [`Store`] is implemented once per backend (SQLite in `baton-store-sqlite`, PostgreSQL in
+//! `baton-store-postgres`); [`conformance`] holds the behaviour every backend must show,
+//! written once against this trait, and each backend runs it unchanged.
 //!
 //! # The model
 //!
