@@ -20,7 +20,8 @@ pub struct ServeArgs {
     #[arg(long)]
     pub listen: Option<String>,
     /// Where durable instances are kept: `sqlite://PATH` or a path (default `.baton/baton.db`,
-    /// or `store.path` of baton.toml).
+    /// or `store.path` of baton.toml), or a PostgreSQL database shared by several nodes
+    /// (`postgres://user@host:5432/db`, or `store.url`).
     #[arg(long)]
     pub store: Option<String>,
     /// The key file written by `baton keys`.

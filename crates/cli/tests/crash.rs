@@ -7,16 +7,17 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+mod support;
+
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+
+use support::{Server, fan_output, fan_workflow, http, next, stand_in};
 
 /// Instances submitted by the kill test.
 const INSTANCES: usize = 300;
@@ -24,157 +25,12 @@ const INSTANCES: usize = 300;
 const BRANCHES: usize = 6;
 /// Kills of the server at random moments.
 const KILLS: usize = 12;
-
-/// A running `baton serve`.
-struct Server {
-    child: Child,
-    addr: String,
-}
-
-impl Server {
-    fn start(app: &Path, env: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_baton"))
-            .arg("serve")
-            .args(["--listen", "127.0.0.1:0", "--app"])
-            .arg(app)
-            .current_dir(app)
-            .envs(env.iter().copied())
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("baton starts");
-        let stderr = child.stderr.take().expect("stderr");
-        let mut lines = BufReader::new(stderr).lines();
-        let mut addr = None;
-        for line in lines.by_ref().take(50) {
-            let line = line.expect("line");
-            if let Some(rest) = line.split(" on http://").nth(1) {
-                addr = Some(rest.trim().to_owned());
-                break;
-            }
-        }
-        std::thread::spawn(move || for _ in lines {});
-        Self {
-            child,
-            addr: addr.expect("the server announced its address"),
-        }
-    }
-
-    /// SIGKILL, as `kill -9` does.
-    fn kill(mut self) {
-        self.child.kill().expect("kill");
-        self.child.wait().expect("reaped");
-    }
-}
-
-/// One HTTP/1.1 exchange on a fresh connection: status, lower-cased headers, body.
-fn http(
-    addr: &str,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &str,
-) -> std::io::Result<(u16, HashMap<String, String>, Value)> {
-    let sock: SocketAddr = addr.parse().expect("address");
-    let mut s = TcpStream::connect_timeout(&sock, Duration::from_secs(2))?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    write!(s, "{head}\r\n{body}")?;
-    let mut text = String::new();
-    s.read_to_string(&mut text)?;
-    let (head, body) = text.split_once("\r\n\r\n").ok_or_else(|| {
-        std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "no complete response")
-    })?;
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "status line"))?;
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    Ok((
-        status,
-        headers,
-        serde_json::from_str(body).unwrap_or(Value::Null),
-    ))
-}
-
-/// The activities' stand-in: `POST /check/{n}` with `{"k": …}` answers `{"n": n, "k": …}`
-/// after a short delay, and counts every call by `(k, n)`.
-struct StandIn {
-    port: u16,
-    calls: Arc<Mutex<HashMap<(u64, u64), usize>>>,
-    keys: Arc<Mutex<HashSet<String>>>,
-    _rt: tokio::runtime::Runtime,
-}
-
-fn stand_in() -> StandIn {
-    use axum::extract::{Json, Path as UrlPath, State};
-    use axum::http::HeaderMap;
-    type Shared = (
-        Arc<Mutex<HashMap<(u64, u64), usize>>>,
-        Arc<Mutex<HashSet<String>>>,
-    );
-    async fn check(
-        State((calls, keys)): State<Shared>,
-        UrlPath(n): UrlPath<u64>,
-        headers: HeaderMap,
-        Json(body): Json<Value>,
-    ) -> Json<Value> {
-        let k = body["k"].as_u64().unwrap_or(u64::MAX);
-        *calls.lock().unwrap().entry((k, n)).or_default() += 1;
-        if let Some(key) = headers.get("idempotency-key").and_then(|v| v.to_str().ok()) {
-            keys.lock().unwrap().insert(key.to_owned());
-        }
-        tokio::time::sleep(Duration::from_millis(15)).await;
-        Json(json!({"n": n, "k": k}))
-    }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let calls = Arc::new(Mutex::new(HashMap::new()));
-    let keys = Arc::new(Mutex::new(HashSet::new()));
-    let router = axum::Router::new()
-        .route("/check/{n}", axum::routing::post(check))
-        .with_state((Arc::clone(&calls), Arc::clone(&keys)));
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let port = listener.local_addr().unwrap().port();
-    rt.spawn(async move { axum::serve(listener, router).await });
-    StandIn {
-        port,
-        calls,
-        keys,
-        _rt: rt,
-    }
-}
+/// How long the stand-in takes to answer a call.
+const STAND_IN_DELAY: Duration = Duration::from_millis(15);
 
 /// An app with one durable function, `Fan`, fanning out to the stand-in's six checks.
 fn app(dir: &Path, port: u16) {
-    let branches: String = (1..=BRANCHES)
-        .map(|n| {
-            format!(
-                "          - c{n}:\n              call: http\n              with:\n                method: post\n                endpoint: http://127.0.0.1:{port}/check/{n}\n                body: {{k: '${{ .k }}'}}\n"
-            )
-        })
-        .collect();
-    let wf = format!(
-        "document: {{dsl: '1.0.0', namespace: crash, name: fan, version: '1.0.0'}}\ndo:\n  - checks:\n      fork:\n        branches:\n{branches}"
-    );
-    std::fs::create_dir_all(dir.join("workflows")).unwrap();
-    std::fs::write(dir.join("workflows/fan.yaml"), wf).unwrap();
+    fan_workflow(dir, port, BRANCHES);
     std::fs::write(
         dir.join("baton.toml"),
         "[functions.Fan]\nworkflow = \"fan\"\nmode = \"async\"\nauth = \"anonymous\"\n\
@@ -214,23 +70,13 @@ fn submit(current: &Current, k: usize) -> String {
 }
 
 fn expected(k: usize) -> HashSet<String> {
-    (1..=BRANCHES)
-        .map(|n| json!({"n": n, "k": k}).to_string())
-        .collect()
-}
-
-/// A tiny deterministic generator for the kill schedule; the seed is printed.
-fn next(seed: &mut u64) -> u64 {
-    *seed = seed
-        .wrapping_mul(6_364_136_223_846_793_005)
-        .wrapping_add(1_442_695_040_888_963_407);
-    *seed >> 33
+    fan_output(k, BRANCHES)
 }
 
 #[test]
 fn durable_instances_survive_repeated_kill_9_and_finish_exactly_once() {
     let began = Instant::now();
-    let stub = stand_in();
+    let stub = stand_in(STAND_IN_DELAY);
     let dir = tempfile::tempdir().unwrap();
     app(dir.path(), stub.port);
     let current: Current = Arc::new(RwLock::new(String::new()));
@@ -354,7 +200,7 @@ fn durable_instances_survive_repeated_kill_9_and_finish_exactly_once() {
 /// starting another.
 #[test]
 fn a_crash_between_commit_and_answer_keeps_the_instance() {
-    let stub = stand_in();
+    let stub = stand_in(STAND_IN_DELAY);
     let dir = tempfile::tempdir().unwrap();
     app(dir.path(), stub.port);
     let body = json!({"k": 7}).to_string();
@@ -460,7 +306,7 @@ fn queue_stats(addr: &str) -> Value {
 #[test]
 fn queued_messages_survive_kill_9_while_locked() {
     let began = Instant::now();
-    let stub = stand_in();
+    let stub = stand_in(STAND_IN_DELAY);
     let dir = tempfile::tempdir().unwrap();
     queue_app(dir.path(), stub.port);
     let mut server = Server::start(dir.path(), &[]);

@@ -135,15 +135,23 @@ impl AuthLevel {
     }
 }
 
-/// `[store]`: where durable instances are kept.
+/// `[store]`: where durable instances are kept: a SQLite file (the default), or a PostgreSQL
+/// database shared by several nodes when `url` is set.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
     /// The SQLite file, relative to the working directory; its folder is created if missing.
     pub path: String,
     /// `full` (every commit survives a power cut) or `normal` (a commit may be lost in a power
-    /// cut, never in a crash of the process).
+    /// cut, never in a crash of the process). SQLite only.
     pub synchronous: SyncMode,
+    /// A PostgreSQL connection string (`postgres://user@host:5432/db`): when set, the store is
+    /// that database and `path` is not used.
+    pub url: Option<String>,
+    /// The PostgreSQL schema holding Baton's tables; nodes serving one app share it.
+    pub schema: String,
+    /// PostgreSQL connections each node keeps open at most.
+    pub pool_size: usize,
 }
 
 impl Default for StoreConfig {
@@ -151,7 +159,17 @@ impl Default for StoreConfig {
         Self {
             path: ".baton/baton.db".to_owned(),
             synchronous: SyncMode::Full,
+            url: None,
+            schema: "baton".to_owned(),
+            pool_size: 16,
         }
+    }
+}
+
+impl StoreConfig {
+    /// Whether the store is a PostgreSQL database.
+    pub fn is_postgres(&self) -> bool {
+        self.url.is_some()
     }
 }
 
@@ -430,8 +448,25 @@ impl Config {
         if self.durable.lease.0.as_millis() < 1000 {
             return Err(fail("durable.lease must be at least 1s".to_owned()));
         }
-        if self.store.path.trim().is_empty() {
+        if self.store.url.is_none() && self.store.path.trim().is_empty() {
             return Err(fail("store.path must name a file".to_owned()));
+        }
+        if let Some(url) = &self.store.url
+            && !is_postgres_url(url)
+        {
+            return Err(fail(
+                "store.url must be a postgres:// or postgresql:// connection string".to_owned(),
+            ));
+        }
+        if self.store.pool_size == 0 {
+            return Err(fail("store.pool_size must be at least 1".to_owned()));
+        }
+        let pg = baton_store_postgres::Options {
+            schema: self.store.schema.clone(),
+            ..baton_store_postgres::Options::new("")
+        };
+        if let Some(problem) = pg.problem() {
+            return Err(fail(format!("store.schema: {problem}")));
         }
         if let Some(url) = &self.host.base_url
             && !(url.starts_with("http://") || url.starts_with("https://"))
@@ -552,14 +587,19 @@ impl Config {
 }
 
 impl Config {
-    /// Points the store at `sqlite://PATH` (or a bare path).
+    /// Points the store at `sqlite://PATH` (or a bare path), or at a PostgreSQL database
+    /// (`postgres://…` or `postgresql://…`).
     pub fn set_store(&mut self, url: &str) -> Result<(), String> {
+        if is_postgres_url(url) {
+            self.store.url = Some(url.to_owned());
+            return Ok(());
+        }
         let path = match url.split_once("://") {
             None => url,
             Some(("sqlite", path)) => path,
             Some((scheme, _)) => {
                 return Err(format!(
-                    "`{url}`: the `{scheme}` store is not available; use sqlite://PATH"
+                    "`{scheme}://…`: Baton stores in sqlite://PATH or postgres://…"
                 ));
             }
         };
@@ -567,8 +607,13 @@ impl Config {
             return Err(format!("`{url}` names no file"));
         }
         self.store.path = path.to_owned();
+        self.store.url = None;
         Ok(())
     }
+}
+
+fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
 impl FunctionConfig {
@@ -715,8 +760,17 @@ mod tests {
         assert_eq!(c.store.path, "/var/lib/baton/b.db");
         c.set_store("local.db").expect("bare path");
         assert_eq!(c.store.path, "local.db");
-        let e = c.set_store("postgres://db/baton").expect_err("not yet");
-        assert!(e.contains("postgres"), "{e}");
+        assert_eq!(c.store.url, None);
+        c.set_store("postgres://baton@db/app")
+            .expect("postgres url");
+        assert_eq!(c.store.url.as_deref(), Some("postgres://baton@db/app"));
+        assert!(c.store.is_postgres());
+        c.set_store("postgresql://db/app")
+            .expect("the other scheme");
+        c.set_store("again.db").expect("back to a file");
+        assert!(!c.store.is_postgres());
+        let e = c.set_store("mysql://db/app").expect_err("unknown scheme");
+        assert!(e.contains("mysql") && e.contains("postgres://"), "{e}");
         c.apply_env(|k| (k == "BATON_STORE_SYNCHRONOUS").then(|| "NORMAL".to_owned()))
             .expect("applies");
         assert_eq!(c.store.synchronous, SyncMode::Normal);

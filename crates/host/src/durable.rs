@@ -116,7 +116,7 @@ impl Instances {
     /// Opens the app's store and registers the definition of every workflow a durable function
     /// uses.
     pub async fn open(app: &App, runner: Arc<Runner>) -> Result<Self, StoreError> {
-        let store = Arc::new(AnyStore::open(&app.config.store)?);
+        let store = Arc::new(AnyStore::open(&app.config.store).await?);
         Self::open_on(app, runner, store).await
     }
 
@@ -167,6 +167,11 @@ impl Instances {
     /// The store, for the start-up banner.
     pub fn describe(&self) -> &str {
         &self.described
+    }
+
+    /// Whether the store answers now (its clock is read): what `/readyz` checks.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.engine.store().now().await.map(drop)
     }
 
     /// Carries out durable work until `stop` resolves.

@@ -45,13 +45,12 @@ impl Host {
             });
         }
         let path = app.config.store.path.clone();
-        let store =
-            Arc::new(
-                AnyStore::open(&app.config.store).map_err(|error| OpenError::Store {
-                    path: path.clone(),
-                    error,
-                })?,
-            );
+        let store = Arc::new(AnyStore::open(&app.config.store).await.map_err(|error| {
+            OpenError::Store {
+                path: path.clone(),
+                error,
+            }
+        })?);
         let queues = Queues::open(app, Arc::clone(&store))
             .await
             .map_err(OpenError::Queues)?;

@@ -12,6 +12,7 @@ use baton_store::{
     Commit, CommitError, Committed, Definition, Event, Filter, Held, InstanceRow, KeyBinding,
     Lease, Millis, NewWork, Page, RuntimeStatus, Store, StoreError, Work,
 };
+use baton_store_postgres::PostgresStore;
 use baton_store_sqlite::{Options, SqliteStore, Synchronous};
 
 use crate::config::{StoreConfig, SyncMode};
@@ -20,11 +21,21 @@ use crate::config::{StoreConfig, SyncMode};
 #[derive(Debug)]
 pub enum AnyStore {
     Sqlite(SqliteStore),
+    Postgres(PostgresStore),
 }
 
 impl AnyStore {
-    /// Opens the store `config` names, creating the SQLite file's folder if needed.
-    pub fn open(config: &StoreConfig) -> Result<Self, StoreError> {
+    /// Opens the store `config` names: the PostgreSQL database of `url` (migrated if need
+    /// be), or the SQLite file of `path`, creating its folder if needed.
+    pub async fn open(config: &StoreConfig) -> Result<Self, StoreError> {
+        if let Some(url) = &config.url {
+            let options = baton_store_postgres::Options {
+                schema: config.schema.clone(),
+                pool_size: config.pool_size,
+                ..baton_store_postgres::Options::new(url)
+            };
+            return Ok(Self::Postgres(PostgresStore::open(options).await?));
+        }
         let path = Path::new(&config.path);
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| {
@@ -41,7 +52,7 @@ impl AnyStore {
         Ok(Self::Sqlite(SqliteStore::open(path, options)?))
     }
 
-    /// Where it is, for messages.
+    /// Where it is, for messages (never a password).
     pub fn describe(&self, config: &StoreConfig) -> String {
         match self {
             Self::Sqlite(_) => format!(
@@ -52,6 +63,12 @@ impl AnyStore {
                     SyncMode::Normal => "NORMAL",
                 }
             ),
+            Self::Postgres(s) => format!(
+                "PostgreSQL {} (schema {}, up to {} connections)",
+                s.location(),
+                s.schema(),
+                config.pool_size
+            ),
         }
     }
 }
@@ -61,6 +78,7 @@ macro_rules! each {
     ($self:ident, $s:ident => $e:expr) => {
         match $self {
             AnyStore::Sqlite($s) => $e,
+            AnyStore::Postgres($s) => $e,
         }
     };
 }
