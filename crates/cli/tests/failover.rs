@@ -248,4 +248,5 @@ fn three_nodes_survive_kills_and_a_frozen_node_and_finish_every_instance_exactly
     for s in servers.into_iter().flatten() {
         s.kill();
     }
+    support::drop_postgres_schema(&schema);
 }

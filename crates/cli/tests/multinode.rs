@@ -1,7 +1,8 @@
 //! Several `baton serve` nodes on one PostgreSQL database serve one app: an instance started
 //! on one node is queried, fed an event and terminated through another; a timer set by a node
 //! that dies goes off on another; and queue messages sent through one node are handled once
-//! each by the triggers of all of them.
+//! each by the triggers of all of them; and a node whose database fails it says so on
+//! `/readyz`.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
@@ -176,6 +177,22 @@ fn nodes_on_one_database_share_instances_timers_and_queues() {
         .map(|j| j["output"]["job"].as_u64().unwrap())
         .collect();
     assert_eq!((jobs.len(), ns.len()), (40, 40), "one instance per message");
+
+    // A node whose database cannot serve it leaves the rotation: /readyz answers 503.
+    let (code, _, ready) = http(&b.addr, "GET", "/readyz", &[], "").unwrap();
+    assert_eq!(
+        (code, ready["status"].as_str()),
+        (200, Some("ready")),
+        "{ready}"
+    );
+    support::drop_postgres_schema(&schema);
+    let (code, _, ready) = http(&b.addr, "GET", "/readyz", &[], "").unwrap();
+    assert_eq!(
+        (code, ready["status"].as_str()),
+        (503, Some("store unavailable")),
+        "{ready}"
+    );
+    assert!(ready["store"].is_string(), "the reason is given: {ready}");
     a.kill();
     b.kill();
 }

@@ -753,6 +753,38 @@ mod tests {
     }
 
     #[test]
+    fn a_postgres_store_is_configured_and_checked() {
+        let c = Config::parse(
+            "[store]\nurl = \"postgres://baton@db/app\"\nschema = \"tenant_1\"\npool_size = 4\n",
+            "baton.toml",
+        )
+        .expect("parses");
+        assert!(c.store.is_postgres());
+        assert_eq!(
+            (
+                c.store.url.as_deref(),
+                c.store.schema.as_str(),
+                c.store.pool_size
+            ),
+            (Some("postgres://baton@db/app"), "tenant_1", 4)
+        );
+        for (text, field) in [
+            ("[store]\nurl = \"mysql://db/app\"\n", "store.url"),
+            (
+                "[store]\nurl = \"postgres://db/app\"\nschema = \"Bad-Name\"\n",
+                "store.schema",
+            ),
+            (
+                "[store]\nurl = \"postgres://db/app\"\npool_size = 0\n",
+                "store.pool_size",
+            ),
+        ] {
+            let e = Config::parse(text, "baton.toml").expect_err(field);
+            assert!(e.message.contains(field), "{field}: {e}");
+        }
+    }
+
+    #[test]
     fn the_store_is_named_by_url_or_path() {
         let mut c = Config::default();
         c.set_store("sqlite:///var/lib/baton/b.db")

@@ -269,3 +269,23 @@ pub fn postgres_store_toml(schema: &str) -> String {
         postgres_url()
     )
 }
+
+/// Drops a test's schema (behind any node's back).
+pub fn drop_postgres_schema(schema: &str) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (client, connection) = tokio_postgres::connect(&postgres_url(), tokio_postgres::NoTls)
+            .await
+            .expect("the test database");
+        let driver = tokio::spawn(connection);
+        client
+            .batch_execute(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+            .await
+            .expect("the schema is dropped");
+        drop(client);
+        let _ = driver.await;
+    });
+}
