@@ -6,7 +6,8 @@
 //! figures recorded in `docs/benchmarks.md`.
 //!
 //! `cargo bench -p baton-engine --bench durable_postgres` (`BATON_BENCH_INSTANCES` sets the
-//! burst size, default 1000; `BATON_TEST_POSTGRES` the server, default the local one).
+//! burst size, default 1000; `BATON_BENCH_NODES` the most nodes, default 3;
+//! `BATON_TEST_POSTGRES` the server, default the local one).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -44,7 +45,11 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    for nodes in 1..=3 {
+    let most: usize = std::env::var("BATON_BENCH_NODES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    for nodes in 1..=most {
         rt.block_on(run(&url, nodes, n));
     }
 }
@@ -96,6 +101,7 @@ async fn run(url: &str, nodes: usize, n: usize) {
     .unwrap();
 
     let (db_before, own_before) = (postgres_cpu(), own_cpu());
+    let xacts_before = transactions(url).await;
     let t = Instant::now();
     let mut starts = tokio::task::JoinSet::new();
     for i in 0..n {
@@ -109,10 +115,11 @@ async fn run(url: &str, nodes: usize, n: usize) {
     let deadline = Instant::now() + Duration::from_secs(300);
     while observer.count(RuntimeStatus::Completed).await.unwrap() < n as u64 {
         assert!(Instant::now() < deadline, "the burst did not finish");
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let total = t.elapsed();
     let (db_cpu, own) = (postgres_cpu() - db_before, own_cpu() - own_before);
+    let xacts = transactions(url).await - xacts_before;
 
     // Paced: PACED_RATE starts a second, well under the burst's rate, so that the time to
     // completion is the instances' own rather than time spent queueing.
@@ -132,7 +139,7 @@ async fn run(url: &str, nodes: usize, n: usize) {
             Instant::now() < deadline,
             "the paced instances did not finish"
         );
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     for stop in stops {
         let _ = stop.send(());
@@ -147,7 +154,7 @@ async fn run(url: &str, nodes: usize, n: usize) {
     println!(
         "{nodes} node(s): burst of {n} fan-outs of 6 activities in {secs:.2} s: {:.0} instances/s, \
          {:.0} activities/s (all accepted after {:.2} s), start to completion p50 {} ms, p99 {} ms; \
-         CPU per instance: PostgreSQL {:.0} µs, Baton {:.0} µs; \
+         CPU per instance: PostgreSQL {:.0} µs, Baton {:.0} µs; {:.1} transactions per instance; \
          paced at {PACED_RATE}/s: start to completion p50 {} ms, p99 {} ms, max {} ms",
         n as f64 / secs,
         6.0 * n as f64 / secs,
@@ -156,6 +163,7 @@ async fn run(url: &str, nodes: usize, n: usize) {
         burst[burst.len() * 99 / 100],
         db_cpu * 1e6 / n as f64,
         own * 1e6 / n as f64,
+        xacts as f64 / n as f64,
         paced[paced.len() / 2],
         paced[paced.len() * 99 / 100],
         paced[paced.len() - 1],
@@ -200,6 +208,27 @@ fn request(id: &str) -> StartRequest {
         input: json!({}),
         idempotency: None,
     }
+}
+
+/// Transactions committed in the database so far (PostgreSQL's statistics, which lag by up to
+/// half a second: the bench's own windows are seconds long).
+async fn transactions(url: &str) -> i64 {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let driver = tokio::spawn(connection);
+    client.batch_execute("SELECT pg_stat_clear_snapshot()").await.unwrap();
+    let n: i64 = client
+        .query_one(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    drop(client);
+    let _ = driver.await;
+    n
 }
 
 async fn drop_schema(url: &str, schema: &str) {

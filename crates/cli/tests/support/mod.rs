@@ -254,7 +254,7 @@ pub fn postgres_url() -> String {
 }
 
 /// A schema name of its own for one test: `test_<unix seconds>_<pid>_<tag>`. The store's
-/// tests drop `test_…` schemas more than an hour old.
+/// tests drop `test_…` schemas more than 15 minutes old.
 pub fn postgres_schema(tag: &str) -> String {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
