@@ -217,7 +217,10 @@ async fn transactions(url: &str) -> i64 {
         .await
         .unwrap();
     let driver = tokio::spawn(connection);
-    client.batch_execute("SELECT pg_stat_clear_snapshot()").await.unwrap();
+    client
+        .batch_execute("SELECT pg_stat_clear_snapshot()")
+        .await
+        .unwrap();
     let n: i64 = client
         .query_one(
             "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()",
