@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use support::{Server, fan_output, fan_workflow, http, next, stand_in};
+use support::{Server, fan_outcome, fan_output, fan_workflow, http, next, stand_in};
 
 /// Instances submitted by the kill test.
 const INSTANCES: usize = 300;
@@ -152,31 +152,9 @@ fn durable_instances_survive_repeated_kill_9_and_finish_exactly_once() {
     };
 
     // Exactly once: one instance per accepted request, no more, each with the right output.
-    let ids: HashSet<&str> = listing
-        .iter()
-        .map(|i| i["instanceId"].as_str().unwrap())
-        .collect();
-    let duplicated = listing.len() - INSTANCES;
-    let lost = accepted
-        .values()
-        .filter(|id| !ids.contains(id.as_str()))
-        .count();
-    for (k, id) in &accepted {
-        let item = listing.iter().find(|i| i["instanceId"] == **id).unwrap();
-        let got: HashSet<String> = item["output"]
-            .as_array()
-            .unwrap_or_else(|| panic!("instance {k}: output {}", item["output"]))
-            .iter()
-            .map(Value::to_string)
-            .collect();
-        assert_eq!(got, expected(*k), "instance {k} ({id})");
-    }
     let calls = stub.calls.lock().unwrap().clone();
+    let (lost, duplicated, missing) = fan_outcome(&listing, &accepted, &calls, BRANCHES);
     let total: usize = calls.values().sum();
-    let missing = (0..INSTANCES as u64)
-        .flat_map(|k| (1..=BRANCHES as u64).map(move |n| (k, n)))
-        .filter(|c| !calls.contains_key(c))
-        .count();
     let keys = stub.keys.lock().unwrap().len();
     eprintln!(
         "crash test: {KILLS} kills, {INSTANCES} instances, {} activities, {total} activity calls \

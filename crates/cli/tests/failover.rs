@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use support::{Server, Tally, fan_output, fan_workflow, http, next, stand_in};
+use support::{Server, Tally, fan_outcome, fan_workflow, http, next, stand_in};
 
 /// Instances submitted.
 const INSTANCES: usize = 500;
@@ -207,31 +207,9 @@ fn three_nodes_survive_kills_and_a_frozen_node_and_finish_every_instance_exactly
         std::thread::sleep(Duration::from_millis(200));
     };
 
-    let ids: HashSet<&str> = listing
-        .iter()
-        .map(|i| i["instanceId"].as_str().unwrap())
-        .collect();
-    let duplicated = listing.len() - INSTANCES;
-    let lost = accepted
-        .values()
-        .filter(|id| !ids.contains(id.as_str()))
-        .count();
-    for (k, id) in &accepted {
-        let item = listing.iter().find(|i| i["instanceId"] == **id).unwrap();
-        let got: HashSet<String> = item["output"]
-            .as_array()
-            .unwrap_or_else(|| panic!("instance {k}: output {}", item["output"]))
-            .iter()
-            .map(Value::to_string)
-            .collect();
-        assert_eq!(got, fan_output(*k, BRANCHES), "instance {k} ({id})");
-    }
     let calls = stub.calls.lock().unwrap().clone();
+    let (lost, duplicated, missing) = fan_outcome(&listing, &accepted, &calls, BRANCHES);
     let total: usize = calls.values().sum();
-    let missing = (0..INSTANCES as u64)
-        .flat_map(|k| (1..=BRANCHES as u64).map(move |n| (k, n)))
-        .filter(|c| !calls.contains_key(c))
-        .count();
     eprintln!(
         "failover test: {NODES} nodes, {} kills, 1 node frozen for {FROZEN:?} (lease {LEASE:?}), \
          {INSTANCES} instances, {} activities, {total} activity calls ({} re-executions), \

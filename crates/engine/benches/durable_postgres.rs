@@ -11,28 +11,18 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use baton_core::{Format, NoResolver, load_str};
 use baton_engine::Runner;
-use baton_engine::durable::{Durable, DurableOptions, StartRequest};
+use baton_engine::durable::{Durable, DurableOptions};
 use baton_store::{Filter, RuntimeStatus, Store};
 use baton_store_postgres::{Options, PostgresStore};
+use common::{FAN_OUT, request};
 use serde_json::json;
-
-const FAN_OUT: &str = r#"document: {dsl: '1.0.0', namespace: bench, name: fan-out, version: '1.0.0'}
-do:
-  - checks:
-      fork:
-        branches:
-          - c1: {call: check, with: {n: 1}}
-          - c2: {call: check, with: {n: 2}}
-          - c3: {call: check, with: {n: 3}}
-          - c4: {call: check, with: {n: 4}}
-          - c5: {call: check, with: {n: 5}}
-          - c6: {call: check, with: {n: 6}}
-"#;
 
 fn main() {
     let n: usize = std::env::var("BATON_BENCH_INSTANCES")
@@ -198,16 +188,6 @@ async fn latencies(store: &PostgresStore, prefix: &str) -> Vec<i64> {
     }
     took.sort_unstable();
     took
-}
-
-fn request(id: &str) -> StartRequest {
-    StartRequest {
-        id: id.to_owned(),
-        function: "Bench".to_owned(),
-        definition: "fan-out".to_owned(),
-        input: json!({}),
-        idempotency: None,
-    }
 }
 
 /// Transactions committed in the database so far (PostgreSQL's statistics, which lag by up to

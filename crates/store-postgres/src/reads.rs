@@ -122,26 +122,14 @@ pub(crate) fn filter_sql(
         args.push(v);
         format!("${}", first + args.len() - 1)
     };
-    // Purging takes only terminal instances: of the statuses asked for, or of all.
-    let statuses: Vec<RuntimeStatus> = if terminal_only && f.statuses.is_empty() {
-        RuntimeStatus::ALL
-            .into_iter()
-            .filter(|s| s.is_terminal())
-            .collect()
-    } else {
-        f.statuses
-            .iter()
-            .copied()
-            .filter(|s| !terminal_only || s.is_terminal())
-            .collect()
-    };
-    if statuses.is_empty() && !f.statuses.is_empty() {
-        // Only non-terminal statuses were asked for, and only terminal ones may be purged.
-        clauses.push("false".to_owned());
-    } else if !statuses.is_empty() {
-        let names: Vec<String> = statuses.iter().map(|s| s.as_str().to_owned()).collect();
-        let p = next(&mut args, Box::new(names));
-        clauses.push(format!("status = ANY({p}::text[])"));
+    match f.statuses_to_match(terminal_only) {
+        None => clauses.push("false".to_owned()),
+        Some(statuses) if statuses.is_empty() => {}
+        Some(statuses) => {
+            let names: Vec<String> = statuses.iter().map(|s| s.as_str().to_owned()).collect();
+            let p = next(&mut args, Box::new(names));
+            clauses.push(format!("status = ANY({p}::text[])"));
+        }
     }
     if let Some(func) = &f.function {
         let p = next(&mut args, Box::new(func.clone()));

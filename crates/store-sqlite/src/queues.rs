@@ -161,30 +161,8 @@ fn enqueue(
         Err(e) => return Ok(Err(e)),
     };
     // Everything is checked before anything is written.
-    for (i, m) in messages.iter().enumerate() {
-        let problem = match (&m.session_id, spec.sessions) {
-            (None, true) => Some(format!(
-                "queue `{queue}` requires sessions: message {i} has no session id"
-            )),
-            (Some(_), false) => Some(format!(
-                "queue `{queue}` has no sessions: message {i} has a session id"
-            )),
-            _ => None,
-        }
-        .or_else(|| {
-            m.ttl_ms
-                .filter(|t| *t <= 0)
-                .map(|_| format!("message {i}: the time to live must be positive"))
-        })
-        .or_else(|| {
-            m.message_id
-                .as_ref()
-                .filter(|id| id.is_empty() || id.len() > 128)
-                .map(|_| format!("message {i}: a message id is 1 to 128 characters"))
-        });
-        if let Some(p) = problem {
-            return Ok(Err(QueueError::Invalid(p)));
-        }
+    if let Some(p) = spec.batch_problem(&messages) {
+        return Ok(Err(QueueError::Invalid(p)));
     }
     if spec.duplicate_window_ms.is_some() {
         exec(

@@ -102,26 +102,14 @@ fn bad(i: usize, what: String) -> rusqlite::Error {
 fn filter_sql(f: &Filter, terminal_only: bool) -> (String, Vec<Sql>) {
     let mut clauses = vec!["1".to_owned()];
     let mut args: Vec<Sql> = Vec::new();
-    // Purging takes only terminal instances: of the statuses asked for, or of all.
-    let statuses: Vec<RuntimeStatus> = if terminal_only && f.statuses.is_empty() {
-        RuntimeStatus::ALL
-            .into_iter()
-            .filter(|s| s.is_terminal())
-            .collect()
-    } else {
-        f.statuses
-            .iter()
-            .copied()
-            .filter(|s| !terminal_only || s.is_terminal())
-            .collect()
-    };
-    if statuses.is_empty() && !f.statuses.is_empty() {
-        // Only non-terminal statuses were asked for, and only terminal ones may be purged.
-        clauses.push("0".to_owned());
-    } else if !statuses.is_empty() {
-        let marks = vec!["?"; statuses.len()].join(", ");
-        clauses.push(format!("status IN ({marks})"));
-        args.extend(statuses.iter().map(|s| Sql::Text(s.as_str().to_owned())));
+    match f.statuses_to_match(terminal_only) {
+        None => clauses.push("0".to_owned()),
+        Some(statuses) if statuses.is_empty() => {}
+        Some(statuses) => {
+            let marks = vec!["?"; statuses.len()].join(", ");
+            clauses.push(format!("status IN ({marks})"));
+            args.extend(statuses.iter().map(|s| Sql::Text(s.as_str().to_owned())));
+        }
     }
     if let Some(func) = &f.function {
         clauses.push("function = ?".to_owned());

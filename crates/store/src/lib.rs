@@ -334,6 +334,33 @@ pub struct Filter {
     pub id_prefix: Option<String>,
 }
 
+impl Filter {
+    /// The statuses an instance must have to match, for a listing or, with `terminal_only`, a
+    /// purge (which takes only finished instances: of the statuses asked for, or of all).
+    /// `Some` of an empty list: any status; `None`: nothing can match (only unfinished
+    /// statuses were asked for, and only finished instances may be purged).
+    pub fn statuses_to_match(&self, terminal_only: bool) -> Option<Vec<RuntimeStatus>> {
+        if !terminal_only {
+            return Some(self.statuses.clone());
+        }
+        if self.statuses.is_empty() {
+            return Some(
+                RuntimeStatus::ALL
+                    .into_iter()
+                    .filter(|s| s.is_terminal())
+                    .collect(),
+            );
+        }
+        let finished: Vec<RuntimeStatus> = self
+            .statuses
+            .iter()
+            .copied()
+            .filter(|s| s.is_terminal())
+            .collect();
+        (!finished.is_empty()).then_some(finished)
+    }
+}
+
 /// One page of a listing, newest first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Page {

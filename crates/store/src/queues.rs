@@ -99,6 +99,36 @@ impl QueueSpec {
         None
     }
 
+    /// What is wrong with a batch of messages for this queue, if anything (the first problem,
+    /// naming the message by its index): a session id where sessions are required and only
+    /// there, a positive time to live, message ids of 1 to 128 characters. A store checks the
+    /// whole batch before it writes any of it.
+    pub fn batch_problem(&self, messages: &[NewMessage]) -> Option<String> {
+        let queue = &self.name;
+        messages.iter().enumerate().find_map(|(i, m)| {
+            match (&m.session_id, self.sessions) {
+                (None, true) => Some(format!(
+                    "queue `{queue}` requires sessions: message {i} has no session id"
+                )),
+                (Some(_), false) => Some(format!(
+                    "queue `{queue}` has no sessions: message {i} has a session id"
+                )),
+                _ => None,
+            }
+            .or_else(|| {
+                m.ttl_ms
+                    .filter(|t| *t <= 0)
+                    .map(|_| format!("message {i}: the time to live must be positive"))
+            })
+            .or_else(|| {
+                m.message_id
+                    .as_ref()
+                    .filter(|id| id.is_empty() || id.len() > 128)
+                    .map(|_| format!("message {i}: a message id is 1 to 128 characters"))
+            })
+        })
+    }
+
     /// [`QueueSpec::problem`], and the ranges a configured queue must keep to (Service Bus'):
     /// a duplicate-detection window of 20 seconds to 7 days. A store accepts any positive
     /// window, so that tests can use short ones.

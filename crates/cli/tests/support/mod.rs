@@ -247,6 +247,42 @@ pub fn fan_output(k: usize, branches: usize) -> HashSet<String> {
         .collect()
 }
 
+/// How a fan-out run ended, from the final listing, the accepted instances (`k` → id) and the
+/// stand-in's calls: instances accepted but not listed, instances listed but never accepted,
+/// and `(k, branch)` activities never called. Panics if an instance's output is not `fan`'s
+/// for its `k`.
+pub fn fan_outcome(
+    listing: &[Value],
+    accepted: &HashMap<usize, String>,
+    calls: &HashMap<(u64, u64), usize>,
+    branches: usize,
+) -> (usize, usize, usize) {
+    let ids: HashSet<&str> = listing
+        .iter()
+        .map(|i| i["instanceId"].as_str().unwrap())
+        .collect();
+    let duplicated = listing.len() - accepted.len();
+    let lost = accepted
+        .values()
+        .filter(|id| !ids.contains(id.as_str()))
+        .count();
+    for (k, id) in accepted {
+        let item = listing.iter().find(|i| i["instanceId"] == **id).unwrap();
+        let got: HashSet<String> = item["output"]
+            .as_array()
+            .unwrap_or_else(|| panic!("instance {k}: output {}", item["output"]))
+            .iter()
+            .map(Value::to_string)
+            .collect();
+        assert_eq!(got, fan_output(*k, branches), "instance {k} ({id})");
+    }
+    let missing = (0..accepted.len() as u64)
+        .flat_map(|k| (1..=branches as u64).map(move |n| (k, n)))
+        .filter(|c| !calls.contains_key(c))
+        .count();
+    (lost, duplicated, missing)
+}
+
 /// The PostgreSQL server the tests use: `BATON_TEST_POSTGRES`, by default the local one.
 pub fn postgres_url() -> String {
     std::env::var("BATON_TEST_POSTGRES")

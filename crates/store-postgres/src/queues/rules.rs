@@ -21,42 +21,21 @@ pub(super) fn storable(s: &str) -> bool {
     !s.contains('\0')
 }
 
-/// What is wrong with a batch for `spec`'s queue, if anything: everything is checked before
-/// anything is written.
+/// What is wrong with a batch for `spec`'s queue, if anything: the rules every store keeps
+/// ([`QueueSpec::batch_problem`]), and no NUL in ids or content types, which PostgreSQL
+/// cannot store. Everything is checked before anything is written.
 pub(super) fn problem(spec: &QueueSpec, messages: &[NewMessage]) -> Option<String> {
-    let queue = &spec.name;
-    messages.iter().enumerate().find_map(|(i, m)| {
-        let texts = [
-            &m.message_id,
-            &m.session_id,
-            &m.correlation_id,
-            &m.content_type,
-        ];
-        match (&m.session_id, spec.sessions) {
-            (None, true) => Some(format!(
-                "queue `{queue}` requires sessions: message {i} has no session id"
-            )),
-            (Some(_), false) => Some(format!(
-                "queue `{queue}` has no sessions: message {i} has a session id"
-            )),
-            _ => None,
-        }
-        .or_else(|| {
-            m.ttl_ms
-                .filter(|t| *t <= 0)
-                .map(|_| format!("message {i}: the time to live must be positive"))
-        })
-        .or_else(|| {
-            m.message_id
-                .as_ref()
-                .filter(|id| id.is_empty() || id.len() > 128)
-                .map(|_| format!("message {i}: a message id is 1 to 128 characters"))
-        })
-        .or_else(|| {
-            texts
-                .iter()
-                .any(|t| t.as_deref().is_some_and(|t| !storable(t)))
-                .then(|| format!("message {i}: its ids and content type cannot hold NUL"))
+    spec.batch_problem(messages).or_else(|| {
+        messages.iter().enumerate().find_map(|(i, m)| {
+            [
+                &m.message_id,
+                &m.session_id,
+                &m.correlation_id,
+                &m.content_type,
+            ]
+            .iter()
+            .any(|t| t.as_deref().is_some_and(|t| !storable(t)))
+            .then(|| format!("message {i}: its ids and content type cannot hold NUL"))
         })
     })
 }
