@@ -101,7 +101,7 @@ fn prepare(yaml: &str) -> (Workflow, Value) {
     let input = person();
     let step = run_once(&wf, &input);
     assert!(
-        matches!(step.effects.last(), Some(Effect::Complete { .. })),
+        matches!(step.effects.last(), Some(Effect::Complete)),
         "instance must complete in one step, got {:?}",
         step.effects
     );
@@ -161,7 +161,12 @@ fn bench_sample(bencher: divan::Bencher, name: &str) {
     let input = person();
     let step = run_once(&wf, &input);
     assert!(
-        matches!(step.effects.last(), Some(Effect::Complete { output }) if output["valid"] == true),
+        matches!(step.effects.last(), Some(Effect::Complete))
+            && step
+                .next
+                .output
+                .as_ref()
+                .is_some_and(|o| o["valid"] == true),
         "{name} must answer valid in one step, got {:?}",
         step.effects
     );

@@ -236,8 +236,26 @@ impl Runner {
     ///
     /// A panic inside the step faults the instance rather than reaching the caller.
     pub fn begin(self: &Arc<Self>, wf: &Arc<Workflow>, input: Value, id: String) -> Begun {
+        self.begin_with(wf, input, id, false)
+    }
+
+    /// [`Runner::begin`] on an input the caller has already checked against the workflow's
+    /// `input.schema` (with `Schema::violations`), which is then not checked a second time.
+    pub fn begin_checked(self: &Arc<Self>, wf: &Arc<Workflow>, input: Value, id: String) -> Begun {
+        self.begin_with(wf, input, id, true)
+    }
+
+    fn begin_with(
+        self: &Arc<Self>,
+        wf: &Arc<Workflow>,
+        input: Value,
+        id: String,
+        input_checked: bool,
+    ) -> Begun {
         let mut run = Run::default();
-        run.start(self, &self.env(wf, &id), input);
+        let mut env = self.env(wf, &id);
+        env.input_checked = input_checked;
+        run.start(self, &env, input);
         if run.inst.status.is_terminal() {
             return Begun::Finished(run.outcome(id));
         }
@@ -477,7 +495,7 @@ impl Run {
                 Effect::Emit { event } => self.emitted.push(event),
                 Effect::Subscribe { .. } => self.subscribed = true,
                 Effect::Unsubscribe { .. }
-                | Effect::Complete { .. }
+                | Effect::Complete
                 | Effect::Fault { .. }
                 | Effect::Cancelled { .. } => {}
             }

@@ -233,6 +233,9 @@ impl Express {
     /// (a pure workflow) is recorded and returned finished, with no task spawned. One that
     /// waits for timers or calls goes on on a task of its own, stopped at the host's
     /// `workflow_timeout` counted from now.
+    ///
+    /// `input` must already satisfy the workflow's `input.schema`: the HTTP trigger checks it
+    /// first (answering 400 otherwise), so the instance does not check it again.
     pub fn start(&self, function: &Function, input: Value) -> Result<Started, Full> {
         self.start_with(function, input, true)
     }
@@ -267,7 +270,10 @@ impl Express {
             "Executing '{}' (Reason='This function was programmatically called via the host APIs.', Id={id})",
             function.name
         );
-        match self.runner.begin(&function.workflow, input, id.clone()) {
+        match self
+            .runner
+            .begin_checked(&function.workflow, input, id.clone())
+        {
             Begun::Finished(outcome) => {
                 let end = End::from(outcome);
                 executed(&counters, function, &id, started, &end);

@@ -20,10 +20,8 @@
 //! let env = Env::new(&wf, "0123456789abcdef0123456789abcdef");
 //! let start = Input::Start { input: serde_json::json!({"name": "Ada"}), seed: 7 };
 //! let step = interp::step(&env, &Instance::default(), start, Timestamp(0));
-//! assert!(matches!(
-//!     step.effects.last(),
-//!     Some(Effect::Complete { output }) if output["greeting"] == "Hello Ada"
-//! ));
+//! assert!(matches!(step.effects.last(), Some(Effect::Complete)));
+//! assert_eq!(step.next.output.unwrap()["greeting"], "Hello Ada");
 //! ```
 
 mod call;
@@ -96,6 +94,10 @@ pub struct Env<'a> {
     pub budget: Budget,
     /// How long to wait between polls of a `202 Accepted` call that gives no `Retry-After`.
     pub poll_interval: crate::Duration,
+    /// The shell has already checked the workflow input against the workflow's
+    /// `input.schema` (an HTTP trigger does, to answer 400 before any instance exists), so
+    /// the start does not check it again.
+    pub input_checked: bool,
 }
 
 /// Secret values by name, cheap to share. `Debug` shows the names, never the values.
@@ -137,6 +139,7 @@ impl<'a> Env<'a> {
             runtime_metadata: Arc::new(Value::Object(Map::new())),
             budget: Budget::default(),
             poll_interval: DEFAULT_POLL_INTERVAL,
+            input_checked: false,
         }
     }
 }
@@ -247,8 +250,9 @@ pub enum Effect {
     Subscribe { token: Token },
     /// Stop delivering events for this subscription.
     Unsubscribe { token: Token },
-    /// The instance completed with this output.
-    Complete { output: Value },
+    /// The instance completed; its output is [`Instance::output`] (not repeated here, so that
+    /// completing never copies it).
+    Complete,
     /// The instance faulted.
     Fault { error: WorkflowError },
     /// The instance was cancelled.

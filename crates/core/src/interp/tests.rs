@@ -312,6 +312,28 @@ fn input_schemas_reject_bad_input_with_pointers() {
     );
 }
 
+/// An input the shell says it has checked is not checked again: the instance runs on it (so
+/// the flag alone decides; with it unset the same input faults, as above).
+#[test]
+fn an_input_checked_by_the_shell_is_not_validated_again() {
+    let w = wf(
+        "input:\n  schema:\n    document: {type: object, properties: {n: {type: integer}}}\ndo:\n  - a: {set: '${ .n }'}\n",
+    );
+    let mut env = Env::new(&w, "checked");
+    env.input_checked = true;
+    let mut inst = Instance::default();
+    let start = Input::Start {
+        input: json!({"n": "x"}),
+        seed: 1,
+    };
+    let (effects, _) = inst.apply(&env, start, Timestamp(0));
+    assert!(
+        matches!(effects.last(), Some(Effect::Complete)),
+        "{effects:?}"
+    );
+    assert_eq!(inst.output, Some(json!("x")));
+}
+
 #[test]
 fn calls_become_effects_with_idempotency_keys() {
     let w = wf(
@@ -620,7 +642,7 @@ fn attempts_never_exceed_the_policy_and_instances_finish_once() {
                             }
                             Effect::StartTimer { token, due } => timers.push((due, token)),
                             Effect::CancelTimer { token } => timers.retain(|(_, t)| *t != token),
-                            Effect::Complete { .. } | Effect::Fault { .. } => terminal += 1,
+                            Effect::Complete | Effect::Fault { .. } => terminal += 1,
                             _ => {}
                         }
                     }

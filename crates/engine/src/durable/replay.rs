@@ -118,7 +118,7 @@ pub(super) fn rewind(
             Input::TimerFired { token } => close(WorkKind::Timer, token.0, &mut open),
             _ => {}
         }
-        let (effects, _) = guarded_apply(&mut instance, env, input, at)
+        let (effects, _, _) = guarded_apply(&mut instance, env, input, at)
             .map_err(|panic| format!("replaying event {seq} panicked: {panic}"))?;
         for effect in effects {
             match effect {
@@ -144,7 +144,7 @@ pub(super) fn rewind(
                     open.push(translate::timer_work(&row.id, token, due));
                 }
                 Effect::CancelTimer { token } => close(WorkKind::Timer, token.0, &mut open),
-                Effect::Complete { .. } | Effect::Fault { .. } | Effect::Cancelled { .. } => {
+                Effect::Complete | Effect::Fault { .. } | Effect::Cancelled { .. } => {
                     return Err(format!(
                         "replaying event {seq} ended the instance: the history does not match \
                          the definition"

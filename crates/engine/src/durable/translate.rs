@@ -35,8 +35,9 @@ pub(super) enum Fed {
     Message(Value),
 }
 
-/// The step's effects and trace, or the panic that ended it.
-pub(super) type Stepped = Result<(Vec<Effect>, Vec<TraceEvent>), String>;
+/// A step's effects and trace (with the instance's output if it completed, which
+/// [`Effect::Complete`] does not carry), or the panic that ended it.
+pub(super) type Stepped = Result<(Vec<Effect>, Vec<TraceEvent>, Option<Value>), String>;
 
 /// Applies `input`, turning a panic inside the interpreter (or an expression library) into a
 /// failed instance instead of a lost worker.
@@ -46,7 +47,16 @@ pub(super) fn guarded_apply(
     input: Input,
     now: Timestamp,
 ) -> Stepped {
-    catch_unwind(AssertUnwindSafe(|| inst.apply(env, input, now))).map_err(|p| {
+    catch_unwind(AssertUnwindSafe(|| {
+        let (effects, trace) = inst.apply(env, input, now);
+        let output = if effects.iter().any(|e| matches!(e, Effect::Complete)) {
+            inst.output.clone()
+        } else {
+            None
+        };
+        (effects, trace, output)
+    }))
+    .map_err(|p| {
         p.downcast_ref::<&str>()
             .map(|s| (*s).to_owned())
             .or_else(|| p.downcast_ref::<String>().cloned())
@@ -200,7 +210,7 @@ pub(super) fn fill(commit: &mut Commit, stepped: Stepped) -> Result<(), StoreErr
         ..
     } = commit;
     let now = row.updated_at;
-    let (effects, trace) = match stepped {
+    let (effects, trace, mut output) = match stepped {
         Ok(x) => x,
         Err(panic) => {
             tracing::error!(instance = %row.id, panic = %panic, "the interpreter panicked; the instance fails");
@@ -209,7 +219,7 @@ pub(super) fn fill(commit: &mut Commit, stepped: Stepped) -> Result<(), StoreErr
                 "/",
                 "the instance stopped unexpectedly inside the engine; see the host's log",
             );
-            (vec![Effect::Fault { error }], Vec::new())
+            (vec![Effect::Fault { error }], Vec::new(), None)
         }
     };
     for t in trace {
@@ -272,13 +282,13 @@ pub(super) fn fill(commit: &mut Commit, stepped: Stepped) -> Result<(), StoreErr
                 });
             }
             Effect::Subscribe { .. } | Effect::Unsubscribe { .. } => {}
-            Effect::Complete { output } => {
+            Effect::Complete => {
                 row.status = RuntimeStatus::Completed;
                 history.push(NewEvent {
                     kind: events::COMPLETED.to_owned(),
                     data: json!({}),
                 });
-                row.output = Some(output);
+                row.output = output.take();
             }
             Effect::Fault { error } => {
                 row.status = RuntimeStatus::Failed;

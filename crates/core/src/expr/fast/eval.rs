@@ -190,6 +190,9 @@ impl Cx<'_> {
 
     /// `sort_by(key)`: a stable sort on the arrays of `key`'s outputs, as jaq's.
     fn sort_items(&self, key: &Node, items: Vec<Value>) -> R<Vec<Value>> {
+        if is_single(key) {
+            return self.sort_items_by_one(key, items);
+        }
         let mut keyed = Vec::with_capacity(items.len());
         for item in items {
             let mut k = Vec::new();
@@ -206,6 +209,40 @@ impl Cx<'_> {
         }
         keyed.sort_by(|a, b| cmp_seq(&a.0, &b.0).unwrap_or(Ordering::Equal));
         Ok(keyed.into_iter().map(|(_, v)| v).collect())
+    }
+
+    /// [`Cx::sort_items`] for a key with exactly one output per item (`sort_by(.id)`):
+    /// comparing `[a]` with `[b]` is comparing `a` with `b`, so the keys are compared where
+    /// they are, borrowed from the items, and items already in order are returned as they are.
+    fn sort_items_by_one(&self, key: &Node, items: Vec<Value>) -> R<Vec<Value>> {
+        let order = {
+            let keys = items
+                .iter()
+                .map(|item| self.one(key, item))
+                .collect::<R<Vec<_>>>()?;
+            if !keys.iter().all(|k| orderable(k)) {
+                return Err(Fallback);
+            }
+            let by = |a: &Value, b: &Value| jq_cmp(a, b).unwrap_or(Ordering::Equal);
+            if keys
+                .windows(2)
+                .all(|w| by(&w[0], &w[1]) != Ordering::Greater)
+            {
+                None
+            } else {
+                let mut order: Vec<usize> = (0..items.len()).collect();
+                order.sort_by(|&a, &b| by(&keys[a], &keys[b]));
+                Some(order)
+            }
+        };
+        let Some(order) = order else {
+            return Ok(items);
+        };
+        let mut slots: Vec<Option<Value>> = items.into_iter().map(Some).collect();
+        Ok(order
+            .into_iter()
+            .map(|i| slots[i].take().unwrap_or_default())
+            .collect())
     }
 
     fn update(&self, keys: &[String], op: UpdateOp, rhs: &Node, input: &Value) -> R<Value> {

@@ -21,6 +21,9 @@ pub(super) fn lower(t: &Term<&str>) -> Option<Node> {
         // Over a stream, negation is a stream: jaq's.
         Term::Neg(x) => Node::Neg(Box::new(single(lower(x)?)?)),
         Term::Var(name) if !name.starts_with("$__") => Node::Var((*name).to_owned()),
+        // jaq's parser wraps terms in a path even when no step follows (`[…]`, `(…)`): such a
+        // path is its base, and lowering it as one keeps an owned base from being copied.
+        Term::Path(base, path) if path.0.is_empty() => lower(base)?,
         Term::Path(base, path) => {
             let steps = path
                 .0

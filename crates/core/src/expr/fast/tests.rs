@@ -175,6 +175,9 @@ fn inputs() -> Vec<Value> {
         json!([3, 1, 2, 1.5]),
         json!([null, false, 1, "a", [1], {"a": 1}]),
         json!([{"id": 2, "name": "b"}, {"id": 1, "name": "a"}, {"id": 2, "name": "a"}]),
+        // Already in order (ties included), and keys of mixed types in and out of order.
+        json!([{"id": 1, "name": "b"}, {"id": 1, "name": "a"}, {"id": 1.5}, {"id": 3}]),
+        json!([{"id": "a"}, {"id": null}, {"id": [0]}, {"id": 1}, {"id": false}, {"id": 1.0}]),
         json!([{"id": {"x": 1}}, {"id": {"x": 0}}]),
         json!({}),
         json!({"a": 1}),

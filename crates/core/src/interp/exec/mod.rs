@@ -252,7 +252,9 @@ fn start_workflow(
 ) -> Option<Outcome> {
     let wf = cx.env.workflow;
     let raw = &cx.wf_input;
-    if let Some(schema) = &wf.input.schema {
+    if let Some(schema) = &wf.input.schema
+        && !cx.env.input_checked
+    {
         let v = schema.violations(raw);
         if !v.is_empty() {
             return Some(Outcome::Failed(validation_error(
@@ -305,8 +307,8 @@ fn finish_workflow(cx: &mut Cx<'_>, inst: &mut Instance, outcome: Outcome) {
     match result {
         Ok(output) => {
             inst.status = Status::Completed;
-            inst.output = Some(output.clone());
-            cx.effects.push(Effect::Complete { output });
+            inst.output = Some(output);
+            cx.effects.push(Effect::Complete);
         }
         Err(error) => {
             inst.status = Status::Faulted;
