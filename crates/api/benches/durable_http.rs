@@ -22,18 +22,10 @@ use baton_engine::Runner;
 use baton_host::{App, Express, Instances, Keys, Settings};
 use serde_json::{Value, json};
 
-const FAN_OUT: &str = r#"document: {dsl: '1.0.0', namespace: bench, name: fan-out, version: '1.0.0'}
-do:
-  - checks:
-      fork:
-        branches:
-          - c1: {call: check, with: {n: 1}}
-          - c2: {call: check, with: {n: 2}}
-          - c3: {call: check, with: {n: 3}}
-          - c4: {call: check, with: {n: 4}}
-          - c5: {call: check, with: {n: 5}}
-          - c6: {call: check, with: {n: 6}}
-"#;
+// The fan-out workflow the engine's durable benches run, so the two measure the same thing.
+#[path = "../../engine/benches/common/mod.rs"]
+mod common;
+use common::FAN_OUT;
 
 fn main() {
     let n: usize = std::env::var("BATON_BENCH_INSTANCES")
