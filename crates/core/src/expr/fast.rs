@@ -119,15 +119,23 @@ enum CmpOp {
     Ne,
 }
 
+/// Whether a node always yields exactly one value (or fails, which falls back): decided once,
+/// when lowering, for the nodes where it depends on their parts (see [`lower::is_single`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Arity {
+    One,
+    Stream,
+}
+
 #[derive(Debug)]
 enum Node {
     Id,
     Const(Value),
     Var(String),
-    Path(Box<Node>, Vec<(Step, bool)>),
-    Pipe(Box<Node>, Box<Node>),
+    Path(Box<Node>, Vec<(Step, bool)>, Arity),
+    Pipe(Box<Node>, Box<Node>, Arity),
     Comma(Box<Node>, Box<Node>),
-    Alt(Box<Node>, Box<Node>),
+    Alt(Box<Node>, Box<Node>, Arity),
     And(Box<Node>, Box<Node>),
     Or(Box<Node>, Box<Node>),
     Cmp(CmpOp, Box<Node>, Box<Node>),
@@ -138,7 +146,7 @@ enum Node {
     /// building the object copies that shape instead of hashing each key again.
     Obj(Vec<(Key, Node)>, Option<Map<String, Value>>),
     Str(Vec<StrPiece>),
-    If(Vec<(Node, Node)>, Option<Box<Node>>),
+    If(Vec<(Node, Node)>, Option<Box<Node>>, Arity),
     Empty,
     Not,
     Length,

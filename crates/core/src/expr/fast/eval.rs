@@ -13,7 +13,11 @@ impl Cx<'_> {
     /// Feeds every output of `n` on `input` to `f`, until `f` asks to stop.
     pub(super) fn each<'v>(&self, n: &'v Node, input: &'v Value, f: &mut Sink<'_, 'v>) -> R<Flow> {
         match n {
-            Node::Path(base, steps) => {
+            Node::Path(.., Arity::One)
+            | Node::Pipe(.., Arity::One)
+            | Node::Alt(.., Arity::One)
+            | Node::If(.., Arity::One) => f(self.one(n, input)?),
+            Node::Path(base, steps, Arity::Stream) => {
                 let mut go = |b: Cow<'v, Value>| match b {
                     Cow::Borrowed(b) => walk(b, steps, &mut |v| f(Cow::Borrowed(v))),
                     Cow::Owned(o) => walk(&o, steps, &mut |v| f(Cow::Owned(v.clone()))),
@@ -24,7 +28,7 @@ impl Cx<'_> {
                     self.each(base, input, &mut go)
                 }
             }
-            Node::Pipe(a, b) => self.each(a, input, &mut |v| match (v, &**b) {
+            Node::Pipe(a, b, Arity::Stream) => self.each(a, input, &mut |v| match (v, &**b) {
                 (Cow::Borrowed(v), _) => self.each(b, v, f),
                 // `[…] | sort_by(f)`: the array is this pipe's own, so sort it where it is.
                 (Cow::Owned(Value::Array(items)), Node::SortBy(key)) => {
@@ -36,7 +40,7 @@ impl Cx<'_> {
                 Flow::Stop => Ok(Flow::Stop),
                 Flow::More => self.each(b, input, f),
             },
-            Node::Alt(a, b) => {
+            Node::Alt(a, b, Arity::Stream) => {
                 let mut any = false;
                 let flow = self.each(a, input, &mut |v| {
                     if truthy(&v) {
@@ -52,7 +56,7 @@ impl Cx<'_> {
                     self.each(b, input, f)
                 }
             }
-            Node::If(branches, otherwise) => {
+            Node::If(branches, otherwise, Arity::Stream) => {
                 for (cond, then) in branches {
                     if truthy(&*self.one(cond, input)?) {
                         return self.each(then, input, f);
@@ -81,13 +85,35 @@ impl Cx<'_> {
             Node::Id => Cow::Borrowed(input),
             Node::Const(v) => Cow::Borrowed(v),
             Node::Var(name) => Cow::Owned(self.vars.get(name).unwrap_or(Value::Null)),
+            Node::Path(base, steps, Arity::One) => match self.one(base, input)? {
+                Cow::Borrowed(b) => Cow::Borrowed(follow(b, steps)?),
+                Cow::Owned(o) => Cow::Owned(take_at(o, steps)?),
+            },
+            Node::Pipe(a, b, Arity::One) => match (self.one(a, input)?, &**b) {
+                (Cow::Borrowed(v), _) => self.one(b, v)?,
+                // `[…] | sort_by(f)`: the array is this pipe's own, so sort it where it is.
+                (Cow::Owned(Value::Array(items)), Node::SortBy(key)) => {
+                    Cow::Owned(Value::Array(self.sort_items(key, items)?))
+                }
+                (Cow::Owned(o), _) => Cow::Owned(self.one(b, &o)?.into_owned()),
+            },
+            Node::Alt(a, b, Arity::One) => {
+                let l = self.one(a, input)?;
+                if truthy(&l) { l } else { self.one(b, input)? }
+            }
+            Node::If(branches, otherwise, Arity::One) => {
+                for (cond, then) in branches {
+                    if truthy(&*self.one(cond, input)?) {
+                        return self.one(then, input);
+                    }
+                }
+                match otherwise {
+                    Some(e) => self.one(e, input)?,
+                    None => Cow::Borrowed(input),
+                }
+            }
             Node::Path(..) | Node::Pipe(..) | Node::Alt(..) | Node::If(..) => {
-                let mut out = None;
-                self.each(n, input, &mut |v| {
-                    out = Some(v);
-                    Ok(Flow::Stop)
-                })?;
-                out.ok_or(Fallback)?
+                self.first_of(n, input)?
             }
             Node::And(a, b) => Cow::Owned(Value::Bool(
                 truthy(&*self.one(a, input)?) && truthy(&*self.one(b, input)?),
@@ -179,6 +205,18 @@ impl Cx<'_> {
             Node::Update(keys, op, rhs) => Cow::Owned(self.update(keys, *op, rhs, input)?),
             Node::Comma(..) | Node::Empty | Node::Select(_) => return Err(Fallback),
         })
+    }
+
+    /// The first output of a stream (never reached for the nodes lowering accepts: `one` is
+    /// asked only of single nodes), or a fallback if it has none.
+    #[cold]
+    fn first_of<'v>(&self, n: &'v Node, input: &'v Value) -> R<Cow<'v, Value>> {
+        let mut out = None;
+        self.each(n, input, &mut |v| {
+            out = Some(v);
+            Ok(Flow::Stop)
+        })?;
+        out.ok_or(Fallback)
     }
 
     fn sort_by(&self, key: &Node, input: &Value) -> R<Value> {
@@ -350,6 +388,54 @@ pub(super) fn math_succeeds(op: MathOp, l: &Value, r: &Value) -> bool {
     )
 }
 
+/// Follows single steps (keys and indices, see [`walk`] for the rules) from `v`.
+pub(super) fn follow<'v>(mut v: &'v Value, steps: &[(Step, bool)]) -> R<&'v Value> {
+    for (step, _) in steps {
+        v = match (step, v) {
+            (Step::Key(k), Value::Object(m)) => field(m, k).unwrap_or(&NULL),
+            (Step::Key(_) | Step::Index(_), Value::Null) => &NULL,
+            (Step::Index(i), Value::Array(a)) => index(a, *i).unwrap_or(&NULL),
+            _ => return Err(Fallback),
+        };
+    }
+    Ok(v)
+}
+
+/// [`follow`] on a value the caller gives away: the value reached is moved out, not copied.
+pub(super) fn take_at(mut v: Value, steps: &[(Step, bool)]) -> R<Value> {
+    if steps.iter().any(|(s, _)| matches!(s, Step::Iter)) {
+        return Err(Fallback);
+    }
+    let mut at = &mut v;
+    for (step, _) in steps {
+        let next = match (step, at) {
+            (Step::Key(k), Value::Object(m)) => field_mut(m, k),
+            (Step::Key(_) | Step::Index(_), Value::Null) => None,
+            (Step::Index(i), Value::Array(a)) => {
+                let len = a.len();
+                index_of(len, *i).and_then(|i| a.get_mut(i))
+            }
+            _ => return Err(Fallback),
+        };
+        // Past a missing key or index, every further key or index step gives null, as in `walk`.
+        let Some(next) = next else {
+            return Ok(Value::Null);
+        };
+        at = next;
+    }
+    Ok(std::mem::take(at))
+}
+
+/// `.[i]` of an array, counting a negative `i` from the end.
+fn index(a: &[Value], i: i64) -> Option<&Value> {
+    index_of(a.len(), i).and_then(|i| a.get(i))
+}
+
+fn index_of(len: usize, i: i64) -> Option<usize> {
+    let at = if i < 0 { len as i64 + i } else { i };
+    usize::try_from(at).ok()
+}
+
 /// Follows `steps` from `v`, feeding every value reached to `f`.
 pub(super) fn walk<'v>(
     v: &'v Value,
@@ -366,11 +452,7 @@ pub(super) fn walk<'v>(
     match (step, v) {
         (Step::Key(k), Value::Object(m)) => walk(field(m, k).unwrap_or(&NULL), rest, f),
         (Step::Key(_) | Step::Index(_), Value::Null) => walk(&NULL, rest, f),
-        (Step::Index(i), Value::Array(a)) => {
-            let at = if *i < 0 { a.len() as i64 + i } else { *i };
-            let item = usize::try_from(at).ok().and_then(|at| a.get(at));
-            walk(item.unwrap_or(&NULL), rest, f)
-        }
+        (Step::Index(i), Value::Array(a)) => walk(index(a, *i).unwrap_or(&NULL), rest, f),
         (Step::Iter, Value::Array(a)) => {
             for x in a {
                 if walk(x, rest, f)? == Flow::Stop {

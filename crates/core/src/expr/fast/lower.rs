@@ -24,13 +24,12 @@ pub(super) fn lower(t: &Term<&str>) -> Option<Node> {
         // jaq's parser wraps terms in a path even when no step follows (`[…]`, `(…)`): such a
         // path is its base, and lowering it as one keeps an owned base from being copied.
         Term::Path(base, path) if path.0.is_empty() => lower(base)?,
-        Term::Path(base, path) => {
-            let steps = path
-                .0
-                .iter()
-                .map(|(part, opt)| Some((lower_step(part)?, matches!(opt, Opt::Optional))))
-                .collect::<Option<Vec<_>>>()?;
-            Node::Path(Box::new(lower(base)?), steps)
+        Term::Path(base, p) => {
+            let steps =
+                p.0.iter()
+                    .map(|(part, opt)| Some((lower_step(part)?, matches!(opt, Opt::Optional))))
+                    .collect::<Option<Vec<_>>>()?;
+            path(lower(base)?, steps)
         }
         Term::IfThenElse(branches, otherwise) => {
             let branches = branches
@@ -41,7 +40,11 @@ pub(super) fn lower(t: &Term<&str>) -> Option<Node> {
                 Some(e) => Some(Box::new(lower(e)?)),
                 None => None,
             };
-            Node::If(branches, otherwise)
+            let a = arity(
+                branches.iter().all(|(_, t)| is_single(t))
+                    && otherwise.as_deref().is_none_or(is_single),
+            );
+            Node::If(branches, otherwise, a)
         }
         Term::Call(name, args) => lower_call(name, args)?,
         Term::BinOp(l, op, r) => lower_binop(l, op, r)?,
@@ -56,6 +59,8 @@ pub(super) fn single(n: Node) -> Option<Node> {
     is_single(&n).then_some(n)
 }
 
+/// True if `n` yields exactly one value (or fails). Constant time: the nodes whose arity depends
+/// on their parts carry it, computed by the constructors below when lowering.
 pub(super) fn is_single(n: &Node) -> bool {
     match n {
         Node::Id
@@ -76,18 +81,37 @@ pub(super) fn is_single(n: &Node) -> bool {
         | Node::Test(_)
         | Node::Has(_)
         | Node::Update(..) => true,
-        Node::Path(base, steps) => {
-            is_single(base)
-                && steps
-                    .iter()
-                    .all(|(s, opt)| !opt && !matches!(s, Step::Iter))
-        }
-        Node::Pipe(a, b) | Node::Alt(a, b) => is_single(a) && is_single(b),
-        Node::If(branches, otherwise) => {
-            branches.iter().all(|(_, t)| is_single(t)) && otherwise.as_deref().is_none_or(is_single)
+        Node::Path(.., a) | Node::Pipe(.., a) | Node::Alt(.., a) | Node::If(.., a) => {
+            *a == Arity::One
         }
         Node::Comma(..) | Node::Empty | Node::Select(_) => false,
     }
+}
+
+fn arity(single: bool) -> Arity {
+    if single { Arity::One } else { Arity::Stream }
+}
+
+/// `base` followed by `steps`: one value if the base is one and every step is a plain key or
+/// index (`.[]` iterates; `?` may yield nothing).
+pub(super) fn path(base: Node, steps: Vec<(Step, bool)>) -> Node {
+    let a = arity(
+        is_single(&base)
+            && steps
+                .iter()
+                .all(|(s, opt)| !opt && !matches!(s, Step::Iter)),
+    );
+    Node::Path(Box::new(base), steps, a)
+}
+
+pub(super) fn pipe(l: Node, r: Node) -> Node {
+    let a = arity(is_single(&l) && is_single(&r));
+    Node::Pipe(Box::new(l), Box::new(r), a)
+}
+
+pub(super) fn alt(l: Node, r: Node) -> Node {
+    let a = arity(is_single(&l) && is_single(&r));
+    Node::Alt(Box::new(l), Box::new(r), a)
 }
 
 pub(super) fn literal_number(n: &str) -> Option<Number> {
@@ -157,7 +181,7 @@ pub(super) fn lower_entry(k: &Term<&str>, v: Option<&Term<&str>>) -> Option<(Key
         Some(v) => single(lower(v)?)?,
         // `{id}` is `{id: .id}`.
         None => match &key {
-            Key::Lit(s) => Node::Path(Box::new(Node::Id), vec![(Step::Key(s.clone()), false)]),
+            Key::Lit(s) => path(Node::Id, vec![(Step::Key(s.clone()), false)]),
             Key::Expr(_) => return None,
         },
     };
@@ -184,9 +208,9 @@ pub(super) fn lower_call(name: &str, args: &[Term<&str>]) -> Option<Node> {
         ("length", []) => Node::Length,
         ("type", []) => Node::Type,
         ("select", [f]) => Node::Select(Box::new(single(lower(f)?)?)),
-        ("map", [f]) => Node::Arr(Some(Box::new(Node::Pipe(
-            Box::new(Node::Path(Box::new(Node::Id), vec![(Step::Iter, false)])),
-            Box::new(lower(f)?),
+        ("map", [f]) => Node::Arr(Some(Box::new(pipe(
+            path(Node::Id, vec![(Step::Iter, false)]),
+            lower(f)?,
         )))),
         ("sort_by", [f]) => Node::SortBy(Box::new(lower(f)?)),
         ("has", [k]) => Node::Has(Box::new(single(lower(k)?)?)),
@@ -202,9 +226,9 @@ pub(super) fn lower_binop(l: &Term<&str>, op: &BinaryOp<&str>, r: &Term<&str>) -
         Some((Box::new(single(lower(l)?)?), Box::new(single(lower(r)?)?)))
     };
     Some(match op {
-        BinaryOp::Pipe(None) => Node::Pipe(Box::new(lower(l)?), Box::new(lower(r)?)),
+        BinaryOp::Pipe(None) => pipe(lower(l)?, lower(r)?),
         BinaryOp::Comma => Node::Comma(Box::new(lower(l)?), Box::new(lower(r)?)),
-        BinaryOp::Alt => Node::Alt(Box::new(lower(l)?), Box::new(lower(r)?)),
+        BinaryOp::Alt => alt(lower(l)?, lower(r)?),
         BinaryOp::And => {
             let (a, b) = pair(l, r)?;
             Node::And(a, b)
