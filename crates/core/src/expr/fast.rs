@@ -31,7 +31,6 @@ use jaq_core::load::lex::StrPart;
 use jaq_core::load::parse::{BinaryOp, Term};
 use jaq_core::ops::{Cmp, Math};
 use jaq_core::path::{Opt, Part};
-use regex_bites::bytes::Regex;
 use serde_json::{Map, Number, Value};
 
 use super::Bindings;
@@ -39,10 +38,12 @@ use super::convert::MAX_DEPTH;
 
 mod eval;
 mod lower;
+mod pattern;
 mod values;
 
 use eval::*;
 use lower::*;
+use pattern::Pattern;
 use values::*;
 
 /// The evaluation must be left to jaq: the fast path does not know how to answer it exactly.
@@ -153,7 +154,7 @@ enum Node {
     Type,
     Select(Box<Node>),
     SortBy(Box<Node>),
-    Test(Box<Regex>),
+    Test(Box<Pattern>),
     Has(Box<Node>),
     Update(Vec<String>, UpdateOp, Box<Node>),
 }

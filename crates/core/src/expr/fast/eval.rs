@@ -187,7 +187,7 @@ impl Cx<'_> {
             Node::Type => Cow::Owned(Value::String(type_name(input).to_owned())),
             Node::SortBy(key) => Cow::Owned(self.sort_by(key, input)?),
             Node::Test(re) => match input {
-                Value::String(s) => Cow::Owned(Value::Bool(re.is_match(s.as_bytes()))),
+                Value::String(s) => Cow::Owned(Value::Bool(re.is_match(s))),
                 _ => return Err(Fallback),
             },
             Node::Has(k) => {

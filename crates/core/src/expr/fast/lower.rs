@@ -215,7 +215,7 @@ pub(super) fn lower_call(name: &str, args: &[Term<&str>]) -> Option<Node> {
         ("sort_by", [f]) => Node::SortBy(Box::new(lower(f)?)),
         ("has", [k]) => Node::Has(Box::new(single(lower(k)?)?)),
         ("test", [Term::Str(None, parts)]) => {
-            Node::Test(Box::new(Regex::new(&literal_str(parts)?).ok()?))
+            Node::Test(Box::new(Pattern::compile(&literal_str(parts)?)?))
         }
         _ => return None,
     })

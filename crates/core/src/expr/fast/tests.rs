@@ -644,3 +644,175 @@ fn random_expressions_agree_with_jaq() {
     // The grammar stays mostly inside the subset, so a good share must have been native.
     assert!(native * 5 > total, "{native} of {total} native");
 }
+
+/// Patterns of every kind `test` may get: plain ones (on the DFA), ones whose meaning could
+/// differ between the engines (on jaq's own), and ones jaq refuses (no plan).
+const PATTERNS: &[&str] = &[
+    "^[A-Za-z]{2}$",
+    "^[0-9]{5}$",
+    "",
+    "^$",
+    "a",
+    "^a",
+    "a$",
+    "ab|cd",
+    "^(ab)+$",
+    "^(a|b)*c?$",
+    "colou?r",
+    "^a{2,3}$",
+    "a{2,}",
+    "a+?b",
+    "a{1,2}?",
+    "[a-c_]",
+    "[A-z]",
+    "^[a-zA-Z0-9_]+@[a-z]+\\.[a-z]{2,3}$",
+    "\\(x\\)",
+    "\\$",
+    "a\\-b",
+    "x y, z:/",
+    "((a))",
+    // Not plain: jaq's engine answers.
+    "é",
+    ".",
+    "^.$",
+    "^..$",
+    "\\d",
+    "^\\d{5}$",
+    "\\w+",
+    "\\s",
+    "\\bab\\b",
+    "[^a]",
+    "^[^a]$",
+    "(?i)ab",
+    "(?:ab)+",
+    "[a-]",
+    "[[:alpha:]]",
+    "a{,2}",
+    "a{2, 3}",
+    "a{200}",
+    "\\n",
+    "^*a",
+    "a**",
+    "\\%",
+    "[]a]",
+    // jaq refuses these.
+    "(",
+    "[",
+    "a{3,2}",
+    "\\1",
+];
+
+/// Texts for the patterns above: ASCII, multi-byte characters, line ends, lookalike digits.
+const TEXTS: &[&str] = &[
+    "",
+    "a",
+    "ab",
+    "AB",
+    "Ab",
+    "or",
+    "OR",
+    "abc",
+    "aab",
+    "aaa",
+    "aaaa",
+    "cd",
+    "abab",
+    "c",
+    "abc",
+    "color",
+    "colour",
+    "12345",
+    "1234",
+    "123456",
+    "١٢٣٤٥",
+    "é",
+    "aé",
+    "éa",
+    "日本",
+    "a\n",
+    "\na",
+    "ab\n",
+    "a b",
+    "a-b",
+    "a.b",
+    "(x)",
+    "$",
+    "x y, z:/",
+    "me@ex.com",
+    "me@ex.co.uk",
+    "%",
+    "_",
+    "[",
+    "ab cd",
+    "\u{0}",
+];
+
+/// jq string literal for `s`.
+fn jq_string(s: &str) -> String {
+    serde_json::to_string(s).expect("serialises")
+}
+
+#[test]
+fn test_patterns_agree_with_jaq_on_both_engines() {
+    let (names, scope) = scope();
+    let mut dfa = 0;
+    for pattern in PATTERNS {
+        let src = format!("test({})", jq_string(pattern));
+        let e = Expr::compile(&src, &names).expect("compiles");
+        if let Some(super::Node::Test(p)) = e.fast.as_ref().map(|p| &p.root) {
+            dfa += usize::from(p.is_dfa());
+        }
+        for text in TEXTS {
+            agree(&e, &json!(text), &scope);
+        }
+    }
+    assert!(dfa >= 20, "only {dfa} patterns run on the DFA");
+}
+
+#[test]
+fn only_plain_patterns_run_on_the_dfa() {
+    use super::pattern::{Pattern, plain};
+    for p in [
+        "^[A-Za-z]{2}$",
+        "^[0-9]{5}$",
+        "",
+        "a|b",
+        "^(ab)+$",
+        "a{2,}?",
+        "[a-c_]",
+        "\\.",
+    ] {
+        assert!(plain(p), "{p}");
+        assert!(Pattern::compile(p).is_some_and(|c| c.is_dfa()), "{p}");
+    }
+    for p in [
+        ".",
+        "\\d",
+        "\\w",
+        "\\s",
+        "\\b",
+        "[^a]",
+        "(?i)a",
+        "(?:a)",
+        "é",
+        "[a-]",
+        "[]a]",
+        "a{,2}",
+        "a{200}",
+        "^*",
+        "a**",
+        "(",
+        ")",
+        "[",
+        "\\%",
+        "\\n",
+        "a{2, 3}",
+        "[[:alpha:]]",
+    ] {
+        assert!(!plain(p), "{p}");
+        assert!(Pattern::compile(p).is_none_or(|c| !c.is_dfa()), "{p}");
+    }
+    for p in ["(", "[", "a{3,2}", "\\1"] {
+        assert!(Pattern::compile(p).is_none(), "jaq refuses {p}");
+    }
+}
