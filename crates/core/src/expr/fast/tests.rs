@@ -816,3 +816,35 @@ fn only_plain_patterns_run_on_the_dfa() {
         assert!(Pattern::compile(p).is_none(), "jaq refuses {p}");
     }
 }
+
+/// Around jaq's nesting limit, with integral floats at the bottom and on the way: the native
+/// path settles (normalises floats, checks depth) exactly as a trip through jaq.
+#[test]
+fn results_around_the_depth_limit_agree_with_jaq() {
+    let (names, scope) = scope();
+    let max = crate::expr::convert::MAX_DEPTH;
+    let mut answered = 0;
+    for depth in [max - 2, max - 1, max, max + 1] {
+        let mut arrays = json!([1.0, 2.5, {"f": 3.0}]);
+        let mut objects = json!({"f": 4.0, "s": "x"});
+        for level in 1..depth {
+            arrays = json!([level as f64, arrays]);
+            objects = json!({"n": 5.0, "o": objects, "e": [], "m": {}});
+        }
+        for src in [
+            ".",
+            "[.]",
+            "{x: .}",
+            ".[1]",
+            ".o",
+            ".o = 1.0",
+            ".n += 1",
+            ".z = [[1.0]]",
+        ] {
+            let e = Expr::compile(src, &names).expect("compiles");
+            answered += usize::from(agree(&e, &arrays, &scope));
+            answered += usize::from(agree(&e, &objects, &scope));
+        }
+    }
+    assert!(answered >= 20, "only {answered} evaluations were native");
+}

@@ -239,17 +239,40 @@ pub(super) fn orderable(v: &Value) -> bool {
 /// and checks the result's nesting against jaq's limit. False if it is nested too deep.
 pub(super) fn settle(v: &mut Value, left: usize) -> bool {
     match v {
-        Value::Number(n) if n.is_f64() => {
-            if let Some(i) = n.as_f64().and_then(float) {
-                *n = i;
-            }
+        Value::Array(a) => {
+            a.is_empty() || (left > 0 && a.iter_mut().all(|x| settle_in(x, left - 1)))
+        }
+        Value::Object(m) => {
+            m.is_empty() || (left > 0 && m.values_mut().all(|x| settle_in(x, left - 1)))
+        }
+        Value::Number(n) => {
+            settle_number(n);
             true
         }
-        Value::Array(a) => a.is_empty() || (left > 0 && a.iter_mut().all(|x| settle(x, left - 1))),
-        Value::Object(m) => {
-            m.is_empty() || (left > 0 && m.values_mut().all(|x| settle(x, left - 1)))
+        Value::Null | Value::Bool(_) | Value::String(_) => true,
+    }
+}
+
+/// [`settle`] for an item of a container: most items are strings, booleans and integers,
+/// which are settled as they are, without a call.
+#[inline(always)]
+fn settle_in(v: &mut Value, left: usize) -> bool {
+    match v {
+        Value::Null | Value::Bool(_) | Value::String(_) => true,
+        Value::Number(n) => {
+            settle_number(n);
+            true
         }
-        _ => true,
+        Value::Array(_) | Value::Object(_) => settle(v, left),
+    }
+}
+
+#[inline(always)]
+fn settle_number(n: &mut Number) {
+    if n.is_f64()
+        && let Some(i) = n.as_f64().and_then(float)
+    {
+        *n = i;
     }
 }
 
