@@ -52,7 +52,9 @@ async fn run(s: &ApiState, route: &str, parts: &Parts, body: Body) -> Result<Res
     };
     check_schema(f, &input)?;
     if f.is_durable() {
-        return durable(s, f, parts, input).await;
+        // Boxed: the durable path's store futures are large, and inline they would make every
+        // trigger's future that large, which axum and hyper then move several times per request.
+        return Box::pin(durable(s, f, parts, input)).await;
     }
     // A sync trigger answers with the result of an instance that finishes at once, so that
     // instance need not be kept for `GET /api/instances/{id}`.
