@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::problem::Problem;
-use crate::state::ApiState;
+use crate::state::{ApiState, Shared};
 
 /// The header Durable Functions pages listings with.
 pub const CONTINUATION: &str = "x-ms-continuation-token";
@@ -215,7 +215,7 @@ fn with_continuation(mut r: Response, token: Option<&str>) -> Response {
 
 /// `GET /{prefix}/instances`: status objects, newest first, paged.
 pub async fn list(
-    State(s): State<ApiState>,
+    State(s): State<Shared>,
     Query(q): Query<ListQuery>,
     headers: HeaderMap,
     uri: Uri,
@@ -270,7 +270,7 @@ pub struct HistoryQuery {
 
 /// `GET /{prefix}/instances/{id}/history`: events oldest first, paged by sequence number.
 pub async fn history(
-    State(s): State<ApiState>,
+    State(s): State<Shared>,
     Path(id): Path<String>,
     Query(q): Query<HistoryQuery>,
     headers: HeaderMap,
@@ -343,7 +343,7 @@ pub struct ReasonQuery {
 
 /// `POST /{prefix}/instances/{id}/{terminate|suspend|resume|rewind}?reason=`.
 pub async fn act(
-    State(s): State<ApiState>,
+    State(s): State<Shared>,
     Path((id, action)): Path<(String, String)>,
     Query(q): Query<ReasonQuery>,
     headers: HeaderMap,
@@ -370,7 +370,7 @@ pub async fn act(
 
 /// `POST /{prefix}/instances/{id}/raiseEvent/{name}` with the event data as the body.
 pub async fn raise(
-    State(s): State<ApiState>,
+    State(s): State<Shared>,
     Path((id, name)): Path<(String, String)>,
     headers: HeaderMap,
     uri: Uri,
@@ -415,7 +415,7 @@ async fn control_answer(
 
 /// `DELETE /{prefix}/instances/{id}`.
 pub async fn purge(
-    State(s): State<ApiState>,
+    State(s): State<Shared>,
     Path(id): Path<String>,
     headers: HeaderMap,
     uri: Uri,
@@ -434,7 +434,7 @@ pub async fn purge(
 
 /// `DELETE /{prefix}/instances?…`: purges the finished instances that match.
 pub async fn purge_where(
-    State(s): State<ApiState>,
+    State(s): State<Shared>,
     Query(q): Query<ListQuery>,
     headers: HeaderMap,
     uri: Uri,

@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::state::ApiState;
+use crate::state::Shared;
 
 pub async fn healthz() -> Response {
     (StatusCode::OK, axum::Json(json!({"status": "ok"}))).into_response()
@@ -17,7 +17,7 @@ const STORE_CHECK: std::time::Duration = std::time::Duration::from_secs(2);
 /// Ready when there is room for another instance and, if the app has a store, the store
 /// answers (within [`STORE_CHECK`]): a node cut off from a shared database leaves a load
 /// balancer's rotation.
-pub async fn readyz(State(s): State<ApiState>) -> Response {
+pub async fn readyz(State(s): State<Shared>) -> Response {
     let in_flight = s.express.in_flight();
     let max = s.app.config.limits.max_in_flight;
     let store = match &s.durable {

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::problem::Problem;
-use crate::state::ApiState;
+use crate::state::{ApiState, Shared};
 
 /// How often a client should poll a running instance, in seconds.
 pub const POLL_SECONDS: &str = "5";
@@ -105,7 +105,7 @@ pub struct StatusQuery {
 /// `GET /api/instances/{id}`: 202 while running, 200 once finished (the body says how), 404
 /// when unknown or forgotten.
 pub async fn get(
-    State(s): State<ApiState>,
+    State(s): State<Shared>,
     Path(id): Path<String>,
     Query(q): Query<StatusQuery>,
     headers: HeaderMap,
@@ -181,7 +181,7 @@ pub struct ResultQuery {
 /// `GET /api/GetResult?id=`: 202 while running, then the output itself (204 if it is `null`),
 /// or the fault as a problem document.
 pub async fn get_result(
-    State(s): State<ApiState>,
+    State(s): State<Shared>,
     Query(q): Query<ResultQuery>,
     headers: HeaderMap,
     uri: Uri,

@@ -25,6 +25,7 @@ mod triggers;
 
 pub use problem::Problem;
 pub use state::ApiState;
+use state::Shared;
 
 use axum::Router;
 use axum::http::{StatusCode, Uri};
@@ -36,11 +37,13 @@ use axum::routing::{any, get, post};
 pub fn router(state: ApiState) -> Router {
     let prefix = state.prefix().to_owned();
     metrics::install();
+    let app = state.app.clone();
+    let shared = Shared::new(state);
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::serve))
-        .route("/openapi.json", openapi::route(&state.app, &prefix))
+        .route("/openapi.json", openapi::route(&app, &prefix))
         .merge(instance_routes(&format!("/{prefix}")))
         .merge(instance_routes("/runtime/webhooks/durabletask"))
         .route(&format!("/{prefix}/GetResult"), get(instances::get_result))
@@ -50,14 +53,14 @@ pub fn router(state: ApiState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         // Last, so that it wraps every route and both fallbacks.
         .layer(middleware::from_fn_with_state(
-            state.clone(),
+            shared.clone(),
             metrics::track,
         ))
-        .with_state(state)
+        .with_state(shared)
 }
 
 /// The instance routes under `base`.
-fn instance_routes(base: &str) -> Router<ApiState> {
+fn instance_routes(base: &str) -> Router<Shared> {
     Router::new()
         .route(
             &format!("{base}/instances"),
@@ -82,7 +85,7 @@ fn instance_routes(base: &str) -> Router<ApiState> {
 }
 
 /// The queue routes under `base` (`/api/queues`).
-fn queue_routes(base: &str) -> Router<ApiState> {
+fn queue_routes(base: &str) -> Router<Shared> {
     Router::new()
         .route(base, get(queues::list))
         .route(

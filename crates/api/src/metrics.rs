@@ -29,7 +29,7 @@ use axum::response::{IntoResponse, Response};
 use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::state::ApiState;
+use crate::state::{ApiState, Shared};
 
 const REQUESTS: &str = "baton_http_requests_total";
 const DURATION: &str = "baton_http_request_duration_seconds";
@@ -120,7 +120,7 @@ fn spawn_upkeep(handle: PrometheusHandle) {
 }
 
 /// `GET /metrics`.
-pub async fn serve(State(s): State<ApiState>) -> Response {
+pub async fn serve(State(s): State<Shared>) -> Response {
     if let Some(durable) = &s.durable {
         // Read at scrape time from the store, so the figure is the cluster's and survives
         // restarts. A store that cannot answer leaves the last figures (and says so).
@@ -138,7 +138,7 @@ pub async fn serve(State(s): State<ApiState>) -> Response {
 }
 
 /// Middleware: counts and times every request under its bounded labels.
-pub async fn track(State(s): State<ApiState>, req: Request, next: Next) -> Response {
+pub async fn track(State(s): State<Shared>, req: Request, next: Next) -> Response {
     let started = Instant::now();
     let (route, req) = route_label(&s, req).await;
     let method = method_label(req.method());

@@ -30,7 +30,7 @@ use utoipa::openapi::{
     Components, Info, InfoBuilder, OpenApiBuilder, Paths, PathsBuilder, RefOr, Required,
 };
 
-use crate::state::ApiState;
+use crate::state::Shared;
 
 // A submodule rather than a sibling, so that it shares this file's private helpers.
 #[path = "openapi_instances.rs"]
@@ -50,7 +50,7 @@ const JSON: &str = "application/json";
 const PROBLEM: &str = "application/problem+json";
 
 /// `GET /openapi.json`, answering the document generated now for `app`.
-pub fn route(app: &App, prefix: &str) -> MethodRouter<ApiState> {
+pub fn route(app: &App, prefix: &str) -> MethodRouter<Shared> {
     let body = Bytes::from(document(app, prefix).to_string());
     get(move || {
         let body = body.clone();

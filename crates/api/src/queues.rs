@@ -24,7 +24,7 @@ use serde_json::{Map, Value, json};
 
 use crate::durable::store_problem;
 use crate::problem::Problem;
-use crate::state::ApiState;
+use crate::state::{ApiState, Shared};
 
 /// The most messages one receive, peek or batch may carry.
 const MAX_BATCH: usize = 100;
@@ -193,7 +193,7 @@ fn message(m: &Message) -> Value {
 }
 
 /// `GET /queues`: every queue with its statistics.
-pub async fn list(State(s): State<ApiState>, headers: HeaderMap, uri: Uri) -> Response {
+pub async fn list(State(s): State<Shared>, headers: HeaderMap, uri: Uri) -> Response {
     run(async {
         let q = queues(&s, &headers, &uri)?;
         let path = uri.path();
@@ -215,7 +215,7 @@ pub async fn list(State(s): State<ApiState>, headers: HeaderMap, uri: Uri) -> Re
 
 /// `GET /queues/{queue}`.
 pub async fn get(
-    State(s): State<ApiState>,
+    State(s): State<Shared>,
     Segments(name): Segments<String>,
     headers: HeaderMap,
     uri: Uri,
@@ -243,7 +243,7 @@ pub async fn get(
 
 /// `PUT /queues/{queue}`: creates or updates a queue from settings named as in baton.toml.
 pub async fn put(
-    State(s): State<ApiState>,
+    State(s): State<Shared>,
     Segments(name): Segments<String>,
     headers: HeaderMap,
     uri: Uri,
@@ -287,7 +287,7 @@ pub async fn put(
 
 /// `DELETE /queues/{queue}`: the queue and every message in it.
 pub async fn delete(
-    State(s): State<ApiState>,
+    State(s): State<Shared>,
     Segments(name): Segments<String>,
     headers: HeaderMap,
     uri: Uri,
@@ -334,7 +334,7 @@ fn scheduled(text: &str, path: &str) -> Result<i64, Problem> {
 /// `Session-Id`, `Correlation-Id`, `Time-To-Live`, `Scheduled-Enqueue-Time` and
 /// `Message-Properties` (a JSON object) describe it.
 pub async fn send(
-    State(s): State<ApiState>,
+    State(s): State<Shared>,
     Segments(name): Segments<String>,
     headers: HeaderMap,
     uri: Uri,
@@ -421,7 +421,7 @@ struct BatchMessage {
 /// correlationId, timeToLive, scheduledEnqueueTime, properties}`, stored all or none; each
 /// `body` is stored as JSON.
 pub async fn send_batch(
-    State(s): State<ApiState>,
+    State(s): State<Shared>,
     Segments(name): Segments<String>,
     headers: HeaderMap,
     uri: Uri,
@@ -496,7 +496,7 @@ pub struct ReceiveQuery {
 /// `POST /queues/{queue}/messages/head`: peek-lock receive. 200 with the locked messages (and
 /// the session lock on a session queue), 204 when none came within `timeout`.
 pub async fn receive(
-    State(s): State<ApiState>,
+    State(s): State<Shared>,
     Segments(name): Segments<String>,
     Params(rq): Params<ReceiveQuery>,
     headers: HeaderMap,
@@ -550,7 +550,7 @@ pub async fn receive(
 
 /// `DELETE /queues/{queue}/messages/{sequence}/{lockToken}`: complete.
 pub async fn complete(
-    State(s): State<ApiState>,
+    State(s): State<Shared>,
     Segments((name, seq, token)): Segments<(String, i64, String)>,
     headers: HeaderMap,
     uri: Uri,
@@ -575,7 +575,7 @@ struct DeadLetterBody {
 
 /// `POST /queues/{queue}/messages/{sequence}/{lockToken}/{abandon|deadletter|renew}`.
 pub async fn act(
-    State(s): State<ApiState>,
+    State(s): State<Shared>,
     Segments((name, seq, token, action)): Segments<(String, i64, String, String)>,
     headers: HeaderMap,
     uri: Uri,
@@ -629,7 +629,7 @@ pub async fn act(
 
 /// `POST /queues/{queue}/sessions/{sessionId}/{sessionToken}/{renew|release}`.
 pub async fn session(
-    State(s): State<ApiState>,
+    State(s): State<Shared>,
     Segments((name, session_id, token, action)): Segments<(String, String, String, String)>,
     headers: HeaderMap,
     uri: Uri,
@@ -691,7 +691,7 @@ async fn peek_of(
 
 /// `GET /queues/{queue}/messages?from=&max=`: peek, locking nothing.
 pub async fn peek(
-    State(s): State<ApiState>,
+    State(s): State<Shared>,
     Segments(name): Segments<String>,
     Params(pq): Params<PeekQuery>,
     headers: HeaderMap,
@@ -702,7 +702,7 @@ pub async fn peek(
 
 /// `GET /queues/{queue}/deadletter?from=&max=`: peek the dead-letter queue.
 pub async fn peek_dead(
-    State(s): State<ApiState>,
+    State(s): State<Shared>,
     Segments(name): Segments<String>,
     Params(pq): Params<PeekQuery>,
     headers: HeaderMap,
@@ -720,7 +720,7 @@ struct RedriveBody {
 /// `POST /queues/{queue}/deadletter/redrive`: `{"sequences": [..]}`, or every dead-lettered
 /// message with no body.
 pub async fn redrive(
-    State(s): State<ApiState>,
+    State(s): State<Shared>,
     Segments(name): Segments<String>,
     headers: HeaderMap,
     uri: Uri,

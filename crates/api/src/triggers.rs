@@ -10,17 +10,13 @@ use serde_json::{Map, Value, json};
 
 use crate::instances;
 use crate::problem::Problem;
-use crate::state::ApiState;
+use crate::state::{ApiState, Shared};
 
 /// Runs the function bound to `route` with the request body as input.
 ///
 /// Takes the request whole rather than as `HeaderMap`, `Uri` and `Method` extractors, which
 /// would each copy their part of it.
-pub async fn invoke(
-    State(s): State<ApiState>,
-    Path(route): Path<String>,
-    req: Request,
-) -> Response {
+pub async fn invoke(State(s): State<Shared>, Path(route): Path<String>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     match run(&s, &route, &parts, body).await {
         Ok(r) => r,
