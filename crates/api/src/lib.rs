@@ -37,13 +37,12 @@ use axum::routing::{any, get, post};
 pub fn router(state: ApiState) -> Router {
     let prefix = state.prefix().to_owned();
     metrics::install();
-    let app = state.app.clone();
     let shared = Shared::new(state);
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::serve))
-        .route("/openapi.json", openapi::route(&app, &prefix))
+        .route("/openapi.json", openapi::route(&shared.app, &prefix))
         .merge(instance_routes(&format!("/{prefix}")))
         .merge(instance_routes("/runtime/webhooks/durabletask"))
         .route(&format!("/{prefix}/GetResult"), get(instances::get_result))

@@ -391,14 +391,21 @@ pub(super) fn math_succeeds(op: MathOp, l: &Value, r: &Value) -> bool {
 /// Follows single steps (keys and indices, see [`walk`] for the rules) from `v`.
 pub(super) fn follow<'v>(mut v: &'v Value, steps: &[(Step, bool)]) -> R<&'v Value> {
     for (step, _) in steps {
-        v = match (step, v) {
-            (Step::Key(k), Value::Object(m)) => field(m, k).unwrap_or(&NULL),
-            (Step::Key(_) | Step::Index(_), Value::Null) => &NULL,
-            (Step::Index(i), Value::Array(a)) => index(a, *i).unwrap_or(&NULL),
-            _ => return Err(Fallback),
-        };
+        v = at(step, v)?;
     }
     Ok(v)
+}
+
+/// The value one key or index step reaches from `v`: a missing key or index, or any such step
+/// on null, reaches null; a step that does not fit (and `.[]`, which is not one step's value)
+/// is jaq's to answer.
+fn at<'v>(step: &Step, v: &'v Value) -> R<&'v Value> {
+    match (step, v) {
+        (Step::Key(k), Value::Object(m)) => Ok(field(m, k).unwrap_or(&NULL)),
+        (Step::Key(_) | Step::Index(_), Value::Null) => Ok(&NULL),
+        (Step::Index(i), Value::Array(a)) => Ok(index(a, *i).unwrap_or(&NULL)),
+        _ => Err(Fallback),
+    }
 }
 
 /// [`follow`] on a value the caller gives away: the value reached is moved out, not copied.
@@ -448,11 +455,7 @@ pub(super) fn walk<'v>(
     let Some(((step, _optional), rest)) = steps.split_first() else {
         return f(v);
     };
-    let mismatch = || Err(Fallback);
     match (step, v) {
-        (Step::Key(k), Value::Object(m)) => walk(field(m, k).unwrap_or(&NULL), rest, f),
-        (Step::Key(_) | Step::Index(_), Value::Null) => walk(&NULL, rest, f),
-        (Step::Index(i), Value::Array(a)) => walk(index(a, *i).unwrap_or(&NULL), rest, f),
         (Step::Iter, Value::Array(a)) => {
             for x in a {
                 if walk(x, rest, f)? == Flow::Stop {
@@ -469,6 +472,6 @@ pub(super) fn walk<'v>(
             }
             Ok(Flow::More)
         }
-        _ => mismatch(),
+        _ => walk(at(step, v)?, rest, f),
     }
 }

@@ -245,11 +245,7 @@ pub(super) fn settle(v: &mut Value, left: usize) -> bool {
         Value::Object(m) => {
             m.is_empty() || (left > 0 && m.values_mut().all(|x| settle_in(x, left - 1)))
         }
-        Value::Number(n) => {
-            settle_number(n);
-            true
-        }
-        Value::Null | Value::Bool(_) | Value::String(_) => true,
+        _ => settle_in(v, left),
     }
 }
 
