@@ -145,7 +145,7 @@ enum Node {
     Arr(Option<Box<Node>>),
     /// `{k: v, …}`; with the keys' shape when every key is a distinct literal, so that
     /// building the object copies that shape instead of hashing each key again.
-    Obj(Vec<(Key, Node)>, Option<Map<String, Value>>),
+    Obj(Vec<(Key, Node)>, Option<Shape>),
     Str(Vec<StrPiece>),
     If(Vec<(Node, Node)>, Option<Box<Node>>, Arity),
     Empty,
@@ -157,6 +157,16 @@ enum Node {
     Test(Box<Pattern>),
     Has(Box<Node>),
     Update(Vec<String>, UpdateOp, Box<Node>),
+}
+
+/// The keys of an object construction whose keys are distinct literals, in order.
+#[derive(Debug)]
+struct Shape {
+    keys: Map<String, Value>,
+    /// Per entry: true if its value is a path of keys into the input (`.a`, `.a.b`) that is
+    /// neither part of nor contains another such entry's path, so that on an input given away
+    /// the value can be moved out of the input instead of copied (see [`Cx::owned`]).
+    moves: Vec<bool>,
 }
 
 #[derive(Debug)]
@@ -174,26 +184,12 @@ impl Plan {
     }
 
     /// Like [`Plan::first`] on an input the caller gives away, so that an update (`.a += …`)
-    /// changes it in place instead of copying it. On a fallback the input comes back unchanged.
-    pub(super) fn first_owned(&self, input: Value, vars: &dyn Bindings) -> Owned {
-        let cx = Cx { vars };
-        let Node::Update(keys, op, rhs) = &self.root else {
-            return match self.first(&input, vars) {
-                Ok(v) => Owned::Done(v),
-                Err(Fallback) => Owned::Back(input),
-            };
-        };
-        match cx.update_in_place(keys, *op, rhs, input) {
-            Ok(mut v) => {
-                if settle(&mut v, MAX_DEPTH) {
-                    Owned::Done(v)
-                } else {
-                    // The input is gone, but jaq would build the same result and refuse it too.
-                    Owned::TooDeep
-                }
-            }
-            Err(input) => Owned::Back(input),
-        }
+    /// changes it in place and an object built from it (`{a: .a, n: (.b | length)}`) moves
+    /// the parts it keeps whole instead of copying them. On a fallback the input comes back
+    /// unchanged. If the input is `settled` (an expression's result), only the parts of the
+    /// result that are new are settled.
+    pub(super) fn first_owned(&self, input: Value, settled: bool, vars: &dyn Bindings) -> Owned {
+        Cx { vars }.owned(&self.root, input, settled)
     }
 
     /// The first output of the expression on `input` (`null` if it has none), or [`Fallback`].

@@ -305,9 +305,14 @@ impl Expr {
 
     /// Like [`Expr::eval`] on an input the caller no longer needs: an update such as
     /// `.results += [...]` then changes it in place instead of copying the whole document.
+    ///
+    /// `settled` says the input is itself the result of an expression, so already written as
+    /// jq writes values (integral floats as integers) and within the nesting limit: the parts
+    /// of it that the result keeps are then not normalised again.
     pub fn eval_owned(
         &self,
         input: Value,
+        settled: bool,
         scope: &dyn Bindings,
         budget: &Budget,
     ) -> Result<Value, ExprError> {
@@ -316,7 +321,7 @@ impl Expr {
         };
         // The input moves into the native path; should that panic (a bug there), it is gone,
         // so the evaluation fails instead of falling back.
-        match catch_unwind(AssertUnwindSafe(|| plan.first_owned(input, scope))) {
+        match catch_unwind(AssertUnwindSafe(|| plan.first_owned(input, settled, scope))) {
             Ok(fast::Owned::Done(v)) => Ok(v),
             Ok(fast::Owned::Back(input)) => self.eval_jaq(&input, scope, budget),
             Ok(fast::Owned::TooDeep) => Err(ExprError::Eval {

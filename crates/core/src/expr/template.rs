@@ -63,6 +63,13 @@ impl Template {
         }
     }
 
+    /// True if the template is one whole expression, whose result is the expression's: as jq
+    /// writes its results (integral floats as integers), unlike constants and the parts of
+    /// a template around its expressions, which are kept as written.
+    pub fn is_expr(&self) -> bool {
+        matches!(self, Self::Expr(_))
+    }
+
     /// True if evaluating needs no expression.
     pub fn is_const(&self) -> bool {
         matches!(self, Self::Const(_))
@@ -72,11 +79,12 @@ impl Template {
     pub fn eval_owned(
         &self,
         input: Value,
+        settled: bool,
         scope: &dyn Bindings,
         budget: &Budget,
     ) -> Result<Value, ExprError> {
         match self {
-            Self::Expr(e) => e.eval_owned(input, scope, budget),
+            Self::Expr(e) => e.eval_owned(input, settled, scope, budget),
             other => other.eval(&input, scope, budget),
         }
     }

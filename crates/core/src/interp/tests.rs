@@ -680,3 +680,27 @@ fn set_tasks_see_their_input_whether_or_not_they_update_it_in_place() {
     assert_eq!(i.status, Status::Completed, "{:?}", i.error);
     assert_eq!(i.output, Some(json!({"list": [1, 2, 2, 3], "before": 3})));
 }
+
+/// An update settles only what it adds when its input is an expression's result; a document
+/// that comes as it was written (the workflow input, a constant, a task skipped by its `if`)
+/// is settled whole, as jq would write it.
+#[test]
+fn updates_settle_what_did_not_come_from_an_expression() {
+    let input = json!({"kept": 1.0, "n": 1});
+    let cases = [
+        // The raw workflow input.
+        "do:\n  - add:\n      set: '${ .n += 1 }'\n",
+        // A constant document, then an update.
+        "do:\n  - constant:\n      set: {kept: 1.0, n: 1}\n  - add:\n      set: '${ .n += 1 }'\n",
+        // A `set` skipped by its `if` passes the raw input on.
+        "do:\n  - skipped:\n      if: '${ false }'\n      set: '${ {kept: 2, n: 1} }'\n  - add:\n      set: '${ .n += 1 }'\n",
+        // `input.from` built from the raw input keeps its float.
+        "input:\n  from: '${ {kept: .kept, n: .n} }'\ndo:\n  - add:\n      set: '${ .n += 1 }'\n",
+    ];
+    for body in cases {
+        let inst = run(&wf(body), input.clone());
+        assert_eq!(inst.status, Status::Completed, "{body}");
+        let out = inst.output.expect("an output");
+        assert_eq!(out.to_string(), r#"{"kept":1,"n":2}"#, "{body}");
+    }
+}

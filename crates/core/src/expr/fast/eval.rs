@@ -152,7 +152,7 @@ impl Cx<'_> {
             }
             Node::Obj(entries, Some(shape)) => {
                 // Same keys in the same order: the copy keeps the shape's hashes.
-                let mut m = shape.clone();
+                let mut m = shape.keys.clone();
                 for (slot, (_, v)) in m.values_mut().zip(entries) {
                     *slot = self.one(v, input)?.into_owned();
                 }
@@ -281,6 +281,112 @@ impl Cx<'_> {
             .into_iter()
             .map(|i| slots[i].take().unwrap_or_default())
             .collect())
+    }
+
+    /// The one output of `n` on an input the caller gives away, settled: an update changes
+    /// the input in place, an `if` hands it to the branch it takes, and an object moves the
+    /// values it takes whole from the input instead of copying them. Anything else is
+    /// evaluated on the input as borrowed. On a fallback the input comes back unchanged, for
+    /// jaq.
+    ///
+    /// If the input is `settled`, the parts of it the result keeps need no settling: only
+    /// what is new is settled, within the depth left where it sits.
+    pub(super) fn owned(&self, n: &Node, input: Value, settled: bool) -> Owned {
+        let whole = |mut v: Value| {
+            if settle(&mut v, MAX_DEPTH) {
+                Owned::Done(v)
+            } else {
+                Owned::TooDeep
+            }
+        };
+        match n {
+            Node::Update(keys, op, rhs) => match self.update_in_place(keys, *op, rhs, input) {
+                Ok(mut v) if settled => {
+                    // The path exists now: the update made it.
+                    let ok = MAX_DEPTH
+                        .checked_sub(keys.len())
+                        .is_some_and(|left| settle(slot_mut(&mut v, keys), left));
+                    if ok { Owned::Done(v) } else { Owned::TooDeep }
+                }
+                Ok(v) => whole(v),
+                Err(input) => Owned::Back(input),
+            },
+            Node::If(branches, otherwise, Arity::One) => {
+                for (cond, then) in branches {
+                    match self.one(cond, &input).map(|c| truthy(&c)) {
+                        Ok(true) => return self.owned(then, input, settled),
+                        Ok(false) => {}
+                        Err(Fallback) => return Owned::Back(input),
+                    }
+                }
+                match otherwise {
+                    Some(e) => self.owned(e, input, settled),
+                    None if settled => Owned::Done(input),
+                    None => whole(input),
+                }
+            }
+            Node::Obj(entries, Some(shape)) if shape.moves.contains(&true) => {
+                match self.object_owned(entries, shape, input, settled) {
+                    Ok(Some(v)) => Owned::Done(v),
+                    Ok(None) => Owned::TooDeep,
+                    Err(input) => Owned::Back(input),
+                }
+            }
+            _ => {
+                let mut first = None;
+                let answered = self.each(n, &input, &mut |v| {
+                    first = Some(v.into_owned());
+                    Ok(Flow::Stop)
+                });
+                match answered {
+                    Ok(_) => whole(first.unwrap_or(Value::Null)),
+                    Err(Fallback) => Owned::Back(input),
+                }
+            }
+        }
+    }
+
+    /// `{k: v, …}` on an input given away: the entries that are not moved are evaluated
+    /// first, on the input as it is; then the moved ones are taken out of it. Every moved path
+    /// is checked before anything moves, so a fallback returns the input untouched. `None`
+    /// if the result is nested too deep.
+    fn object_owned(
+        &self,
+        entries: &[(Key, Node)],
+        shape: &Shape,
+        mut input: Value,
+        settled: bool,
+    ) -> Result<Option<Value>, Value> {
+        let moving = || {
+            entries
+                .iter()
+                .zip(&shape.moves)
+                .filter_map(|(e, m)| m.then(|| moved(e)).flatten())
+        };
+        if moving().any(|steps| follow(&input, steps).is_err()) {
+            return Err(input);
+        }
+        let mut m = shape.keys.clone();
+        let mut ok = true;
+        for ((slot, (_, v)), &moves) in m.values_mut().zip(entries).zip(&shape.moves) {
+            if !moves {
+                match self.one(v, &input) {
+                    Ok(x) => *slot = x.into_owned(),
+                    Err(Fallback) => return Err(input),
+                }
+                // Each new value sits one level down, in the object.
+                ok = ok && (!settled || settle(slot, MAX_DEPTH - 1));
+            }
+        }
+        for ((slot, e), &moves) in m.values_mut().zip(entries).zip(&shape.moves) {
+            if moves && let Some(steps) = moved(e) {
+                *slot = take_from(&mut input, steps);
+            }
+        }
+        let mut v = Value::Object(m);
+        // A moved value came from as deep as its path in the settled input, or deeper.
+        ok = ok && (settled || settle(&mut v, MAX_DEPTH));
+        Ok(ok.then_some(v))
     }
 
     fn update(&self, keys: &[String], op: UpdateOp, rhs: &Node, input: &Value) -> R<Value> {
@@ -431,6 +537,30 @@ pub(super) fn take_at(mut v: Value, steps: &[(Step, bool)]) -> R<Value> {
         at = next;
     }
     Ok(std::mem::take(at))
+}
+
+/// The path of an object entry's value, if it is a path.
+fn moved((_, v): &(Key, Node)) -> Option<&[(Step, bool)]> {
+    match v {
+        Node::Path(_, steps, _) => Some(steps),
+        _ => None,
+    }
+}
+
+/// Moves the value at a path of keys (which [`follow`] has accepted) out of `v`, leaving null:
+/// a missing key, or any key past null, gives null.
+fn take_from(mut v: &mut Value, steps: &[(Step, bool)]) -> Value {
+    for (step, _) in steps {
+        let next = match (step, v) {
+            (Step::Key(k), Value::Object(m)) => field_mut(m, k),
+            _ => None,
+        };
+        let Some(next) = next else {
+            return Value::Null;
+        };
+        v = next;
+    }
+    std::mem::take(v)
 }
 
 /// `.[i]` of an array, counting a negative `i` from the end.

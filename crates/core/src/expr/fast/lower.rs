@@ -152,15 +152,44 @@ pub(super) fn lower_str(parts: &[StrPart<&str, Term<&str>>]) -> Option<Node> {
 
 /// The object an all-literal, duplicate-free key list builds, with null values in key order;
 /// `None` if a key is computed or repeated (a later duplicate overwrites an earlier value).
-fn object_shape(entries: &[(Key, Node)]) -> Option<Map<String, Value>> {
-    let mut m = Map::with_capacity(entries.len());
+fn object_shape(entries: &[(Key, Node)]) -> Option<Shape> {
+    let mut keys = Map::with_capacity(entries.len());
     for (k, _) in entries {
         let Key::Lit(k) = k else { return None };
-        if m.insert(k.clone(), Value::Null).is_some() {
+        if keys.insert(k.clone(), Value::Null).is_some() {
             return None;
         }
     }
-    Some(m)
+    let paths: Vec<Option<Vec<&str>>> = entries.iter().map(|(_, v)| key_path(v)).collect();
+    let moves = paths
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            p.as_ref().is_some_and(|p| {
+                paths.iter().enumerate().all(|(j, q)| {
+                    i == j || q.as_ref().is_none_or(|q| !p.starts_with(q) && !q.starts_with(p))
+                })
+            })
+        })
+        .collect();
+    Some(Shape { keys, moves })
+}
+
+/// The keys of `n` if it is a path of one or more plain (not optional) keys from the input.
+fn key_path(n: &Node) -> Option<Vec<&str>> {
+    let Node::Path(base, steps, Arity::One) = n else {
+        return None;
+    };
+    if !matches!(**base, Node::Id) {
+        return None;
+    }
+    steps
+        .iter()
+        .map(|(s, optional)| match s {
+            Step::Key(k) if !optional => Some(k.as_str()),
+            _ => None,
+        })
+        .collect()
 }
 
 pub(super) fn lower_entry(k: &Term<&str>, v: Option<&Term<&str>>) -> Option<(Key, Node)> {

@@ -2,6 +2,7 @@
 
 use serde_json::{Value, json};
 
+use super::{Node, Owned, Plan};
 use crate::expr::{Budget, Expr, Scope, VarNames};
 
 /// Expressions covering every construct of the subset, its edges, and constructs outside it.
@@ -137,6 +138,19 @@ const CORPUS: &[&str] = &[
     "(if .a then .b else .c end) | type",
     ".a.b.c // .a",
     "[$item, .]",
+    // Given the input (`eval_owned`), these move parts of it instead of copying them.
+    "if .a then .results += [1] else .n += 1 end",
+    "if . == 1 then . elif .a then {a: .a} else .x = 2 end",
+    "if .a then .b end",
+    "{x: .a, y: .b}",
+    "{x: .a, y: .a}",
+    "{x: .a.b, y: .a}",
+    "{x: .a.b, y: .a.c, z: (.a | length)}",
+    "{v: (.a | length), a: .a, rest: .b}",
+    "{a: .a?, b: .b}",
+    "{a: .[0], b: .b}",
+    "{valid: (.errors | length == 0), errors: .errors, passed: .passed}",
+    "if (.a // 0) > 1 then .errors += [{id: 1}] else .passed += [{id: 1}] end",
     // Outside the subset: always jaq's.
     ".[1:]",
     ".[-1]",
@@ -202,6 +216,9 @@ fn inputs() -> Vec<Value> {
         json!({"x": {"y": []}}),
         json!({"id": 7, "check": "C", "extra": 1}),
         json!({"results": [{"id": 0}]}),
+        json!({"a": {"b": 1.0, "c": [2.0]}, "b": {"x": 1}}),
+        json!({"errors": [], "passed": [{"id": 1, "check": "C"}], "n": 3}),
+        json!({"a": 2, "errors": [{"id": 0}], "passed": null}),
     ];
     for s in ["person-valid.json", "person-short-first-name.json"] {
         let path = format!("{}/../../../shared/samples/{s}", env!("CARGO_MANIFEST_DIR"));
@@ -229,17 +246,13 @@ fn scope() -> (VarNames, Scope) {
 
 /// Compares the native answer with jaq's; returns whether the native path answered.
 fn agree(e: &Expr, input: &Value, scope: &Scope) -> bool {
-    // The owned path (which updates in place) must agree too, errors included.
-    let owned = e.eval_owned(input.clone(), scope, &Budget::default());
-    let reference = e.eval_jaq(input, scope, &Budget::default());
-    match (&owned, &reference) {
-        (Ok(a), Ok(b)) => assert_eq!(
-            serde_json::to_string(a).expect("serialises"),
-            serde_json::to_string(b).expect("serialises"),
-            "owned `{}` on {input}",
-            e.source()
-        ),
-        (a, b) => assert_eq!(a, b, "owned `{}` on {input}", e.source()),
+    // The owned path (which updates in place) must agree too, errors included; and so must it
+    // on the input as an expression would have produced it (`settled`: integral floats
+    // written as integers), where it settles only what it adds.
+    agree_owned(e, input.clone(), false, scope);
+    let identity = Expr::compile(".", &VarNames::default()).expect("compiles");
+    if let Ok(settled) = identity.eval_jaq(input, scope, &Budget::default()) {
+        agree_owned(e, settled, true, scope);
     }
     let Some(plan) = &e.fast else {
         return false;
@@ -262,6 +275,20 @@ fn agree(e: &Expr, input: &Value, scope: &Scope) -> bool {
         ),
     }
     true
+}
+
+fn agree_owned(e: &Expr, input: Value, settled: bool, scope: &Scope) {
+    let reference = e.eval_jaq(&input, scope, &Budget::default());
+    let what = format!("owned `{}` on {input} (settled: {settled})", e.source());
+    let owned = e.eval_owned(input, settled, scope, &Budget::default());
+    match (&owned, &reference) {
+        (Ok(a), Ok(b)) => assert_eq!(
+            serde_json::to_string(a).expect("serialises"),
+            serde_json::to_string(b).expect("serialises"),
+            "{what}"
+        ),
+        (a, b) => assert_eq!(a, b, "{what}"),
+    }
 }
 
 #[test]
@@ -320,7 +347,7 @@ fn updates_in_place_agree_with_jaq_and_refuse_deep_results() {
     let e = Expr::compile(".d = $item", &VarNames::default().with(["item"])).expect("compiles");
     let mut s = Scope::new();
     s.set("item", deep);
-    let owned = e.eval_owned(json!({}), &s, &Budget::default());
+    let owned = e.eval_owned(json!({}), true, &s, &Budget::default());
     assert_eq!(owned, e.eval_jaq(&json!({}), &s, &Budget::default()));
     assert!(
         matches!(owned, Err(crate::expr::ExprError::Eval { .. })),
@@ -847,4 +874,46 @@ fn results_around_the_depth_limit_agree_with_jaq() {
         }
     }
     assert!(answered >= 20, "only {answered} evaluations were native");
+}
+
+#[test]
+fn objects_move_the_paths_no_other_entry_shares() {
+    let moves = |src: &str| match Plan::compile(src).map(|p| p.root) {
+        Some(Node::Obj(_, Some(shape))) => shape.moves,
+        other => panic!("`{src}` lowered to {other:?}"),
+    };
+    assert_eq!(moves("{x: .a, y: .b}"), [true, true]);
+    assert_eq!(moves("{x: .a, y: .a}"), [false, false]);
+    assert_eq!(moves("{x: .a.b, y: .a, z: .c}"), [false, false, true]);
+    assert_eq!(moves("{x: .a.b, y: .a.c}"), [true, true]);
+    assert_eq!(moves("{y: .[0], z: (.a | length), w: 1, v: $item.a}"), [false; 4]);
+    assert_eq!(moves("{id, check}"), [true, true]);
+}
+
+#[test]
+fn owned_evaluation_answers_natively_without_jaq() {
+    let vars = Scope::new();
+    let input = json!({"errors": [], "passed": [{"id": 1, "check": "C"}], "extra": 1.0});
+    let plan = Plan::compile("{valid: (.errors | length == 0), errors: .errors, passed: .passed}")
+        .expect("in the subset");
+    match plan.first_owned(input, false, &vars) {
+        Owned::Done(v) => assert_eq!(
+            v,
+            json!({"valid": true, "errors": [], "passed": [{"id": 1, "check": "C"}]})
+        ),
+        other => panic!("{other:?}"),
+    }
+    let plan = Plan::compile("if .n > 1 then .big += [.n] else .small += [.n] end")
+        .expect("in the subset");
+    match plan.first_owned(json!({"n": 2, "big": [1.0]}), false, &vars) {
+        Owned::Done(v) => assert_eq!(v.to_string(), r#"{"n":2,"big":[1,2]}"#),
+        other => panic!("{other:?}"),
+    }
+    // A path that does not fit (a key of a number) leaves the whole input to jaq, untouched.
+    let plan = Plan::compile("{x: .a.b, y: .c}").expect("in the subset");
+    let input = json!({"a": 1, "c": [1]});
+    match plan.first_owned(input.clone(), false, &vars) {
+        Owned::Back(v) => assert_eq!(v, input),
+        other => panic!("{other:?}"),
+    }
 }

@@ -14,7 +14,7 @@ pub(super) fn start_body(cx: &mut Cx<'_>, task: &Task, frame: &Frame) -> Started
         Err(e) => Started::Finished(Outcome::Failed(e)),
     };
     match &task.kind {
-        TaskKind::Do(list) => match run_list(cx, *list, 0, input.clone(), scope) {
+        TaskKind::Do(list) => match run_list(cx, *list, 0, input.clone(), false, scope) {
             Started::Pending(l) => Started::Pending(Body::List(l)),
             Started::Finished(o) => Started::Finished(o),
         },

@@ -34,7 +34,7 @@ pub(super) fn run_iterations(
                 }
             }
         }
-        match run_list(cx, f.body, 0, data, &inner) {
+        match run_list(cx, f.body, 0, data, false, &inner) {
             Started::Pending(list) => return Started::Pending(Body::For { items, index, list }),
             Started::Finished(Outcome::Done(v, _)) => {
                 data = v;

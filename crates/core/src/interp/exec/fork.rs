@@ -13,7 +13,7 @@ pub(super) fn start_fork(
     let ids = cx.env.workflow.list(list).to_vec();
     let mut branches: Vec<Branch> = Vec::with_capacity(ids.len());
     for (i, tid) in ids.iter().enumerate() {
-        match start_task(cx, *tid, Cow::Borrowed(input), scope.to_vec()) {
+        match start_task(cx, *tid, Cow::Borrowed(input), false, scope.to_vec()) {
             Started::Pending(f) => branches.push(Branch::Running(Box::new(f))),
             Started::Finished(Outcome::Done(v, _)) if compete => {
                 cancel_branches(cx, &branches);

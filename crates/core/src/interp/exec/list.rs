@@ -3,12 +3,14 @@
 #[allow(clippy::wildcard_imports)]
 use super::*;
 
-/// Runs `list` from `index` with `data` as the next task's input.
+/// Runs `list` from `index` with `data` as the next task's input; `settled` if that is an
+/// expression's result (see [`start_task`]).
 pub(super) fn run_list(
     cx: &mut Cx<'_>,
     list: ListId,
     mut index: usize,
     mut data: Value,
+    mut settled: bool,
     scope: &[(String, Value)],
 ) -> Started<ListFrame> {
     let wf = cx.env.workflow;
@@ -16,7 +18,12 @@ pub(super) fn run_list(
         let Some(&tid) = wf.list(list).get(index) else {
             return Started::Finished(Outcome::Done(data, None));
         };
-        match start_task(cx, tid, Cow::Owned(data), scope.to_vec()) {
+        let task = wf.task(tid);
+        let settled_in = settled;
+        // The output is an expression's result if the task makes one and, should its `if`
+        // skip it (passing its input on), if its input is one.
+        settled = output_is_expr(task) && (settled_in || task.base.if_.is_none());
+        match start_task(cx, tid, Cow::Owned(data), settled_in, scope.to_vec()) {
             Started::Pending(frame) => {
                 return Started::Pending(ListFrame {
                     list,
@@ -64,7 +71,7 @@ pub(super) fn resume_list(cx: &mut Cx<'_>, l: &mut ListFrame, ev: &Ev) -> Option
     let scope = std::mem::take(&mut l.current.scope);
     Some(match next_in_list(cx, l.list, l.index, o) {
         Err(o) => Some(o),
-        Ok((i, data)) => match run_list(cx, l.list, i, data, &scope) {
+        Ok((i, data)) => match run_list(cx, l.list, i, data, false, &scope) {
             Started::Pending(next) => {
                 *l = next;
                 None

@@ -266,6 +266,7 @@ fn start_workflow(
     }
     // The raw input stays with the instance (`$workflow.input`), so the data is a copy, or
     // what `input.from` builds from the borrowed input.
+    let settled = wf.input.from.as_ref().is_some_and(Template::is_expr);
     let data = match &wf.input.from {
         None => raw.clone(),
         Some(t) => match t.eval(raw, &cx.vars(None, raw, None, &[]), &cx.env.budget) {
@@ -276,7 +277,7 @@ fn start_workflow(
     if let Some(after) = wf.timeout {
         inst.workflow_timeout = Some(cx.timer(after));
     }
-    match run_list(cx, wf.root, 0, data, &[]) {
+    match run_list(cx, wf.root, 0, data, settled, &[]) {
         Started::Pending(l) => {
             *root = Some(l);
             None

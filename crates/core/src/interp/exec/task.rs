@@ -4,11 +4,13 @@
 use super::*;
 
 /// Starts a task on `raw`, its input. A fork's branches share one input, so it may come
-/// borrowed; it is copied only if the task keeps it.
+/// borrowed; it is copied only if the task keeps it. `settled`: the input is an expression's
+/// result (see [`Expr::eval_owned`](crate::expr::Expr::eval_owned)).
 pub(super) fn start_task(
     cx: &mut Cx<'_>,
     tid: TaskId,
     raw: Cow<'_, Value>,
+    settled: bool,
     scope: Vec<(String, Value)>,
 ) -> Started<Frame> {
     let task = cx.env.workflow.task(tid);
@@ -41,6 +43,10 @@ pub(super) fn start_task(
             return fail(cx, validation_error(reference, "the task input", &v));
         }
     }
+    let settled = match &base.input.from {
+        None => settled,
+        Some(t) => t.is_expr(),
+    };
     let input: Cow<'_, Value> = match &base.input.from {
         None => raw,
         Some(t) => match t.eval(
@@ -60,7 +66,7 @@ pub(super) fn start_task(
         // borrowed input is never copied.
         let vars = cx.vars(Some((task, started)), &Value::Null, None, &scope);
         let out = match input {
-            Cow::Owned(input) => t.eval_owned(input, &vars, &cx.env.budget),
+            Cow::Owned(input) => t.eval_owned(input, settled, &vars, &cx.env.budget),
             Cow::Borrowed(input) => t.eval(input, &vars, &cx.env.budget),
         }
         .map_err(|e| expr_error(reference, &e));
@@ -93,6 +99,16 @@ pub(super) fn start_task(
             Started::Pending(frame)
         }
         Started::Finished(o) => Started::Finished(finish_task(cx, &frame, o)),
+    }
+}
+
+/// True if the task's output, when it runs, is an expression's result: a `set` of one whole
+/// expression, or an `output.as` that is one. (Other outputs may hold values as they came,
+/// from a document, a call or an event.)
+pub(super) fn output_is_expr(task: &Task) -> bool {
+    match &task.base.output.as_ {
+        Some(t) => t.is_expr(),
+        None => matches!(&task.kind, TaskKind::Set(t) if t.is_expr()),
     }
 }
 

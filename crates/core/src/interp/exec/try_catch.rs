@@ -19,7 +19,7 @@ pub(super) fn start_attempt(
         .as_ref()
         .and_then(|r| r.attempt_timeout)
         .map(|d| cx.timer(d));
-    match run_list(cx, body, 0, input.clone(), scope) {
+    match run_list(cx, body, 0, input.clone(), false, scope) {
         Started::Pending(list) => Started::Pending(Body::Try(TryFrame::Trying {
             attempt,
             first_started,
@@ -99,7 +99,7 @@ pub(super) fn on_error(
     }
     match catch.body {
         None => Started::Finished(Outcome::Done(input.clone(), None)),
-        Some(list) => match run_list(cx, list, 0, input.clone(), &inner) {
+        Some(list) => match run_list(cx, list, 0, input.clone(), false, &inner) {
             Started::Pending(list) => Started::Pending(Body::Try(TryFrame::Catching { list })),
             Started::Finished(o) => Started::Finished(o),
         },
