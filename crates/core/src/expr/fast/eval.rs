@@ -300,17 +300,13 @@ impl Cx<'_> {
             }
         };
         match n {
-            Node::Update(keys, op, rhs) => match self.update_in_place(keys, *op, rhs, input) {
-                Ok(mut v) if settled => {
-                    // The path exists now: the update made it.
-                    let ok = MAX_DEPTH
-                        .checked_sub(keys.len())
-                        .is_some_and(|left| settle(slot_mut(&mut v, keys), left));
-                    if ok { Owned::Done(v) } else { Owned::TooDeep }
+            Node::Update(keys, op, rhs) => {
+                match self.update_in_place(keys, *op, rhs, input, settled) {
+                    Ok(v) if settled => Owned::Done(v),
+                    Ok(v) => whole(v),
+                    Err(input) => Owned::Back(input),
                 }
-                Ok(v) => whole(v),
-                Err(input) => Owned::Back(input),
-            },
+            }
             Node::If(branches, otherwise, Arity::One) => {
                 for (cond, then) in branches {
                     match self.one(cond, &input).map(|c| truthy(&c)) {
@@ -390,24 +386,38 @@ impl Cx<'_> {
     }
 
     fn update(&self, keys: &[String], op: UpdateOp, rhs: &Node, input: &Value) -> R<Value> {
-        self.update_in_place(keys, op, rhs, input.clone())
+        self.update_in_place(keys, op, rhs, input.clone(), false)
             .map_err(|_| Fallback)
     }
 
     /// `.k1.k2 op= rhs` on an input the caller gives away. Every check happens before the input
     /// is touched, so a fallback hands it back unchanged for jaq.
-    pub(super) fn update_in_place(
+    ///
+    /// With `settle_new`, the values the update adds are settled (at the depth where they go),
+    /// so that the result of updating a settled input is settled; one nested too deep leaves
+    /// the whole update to jaq, which refuses it too.
+    fn update_in_place(
         &self,
         keys: &[String],
         op: UpdateOp,
         rhs: &Node,
         mut input: Value,
+        settle_new: bool,
     ) -> Result<Value, Value> {
+        let settled = |v: &mut Value| {
+            !settle_new || MAX_DEPTH.checked_sub(keys.len()).is_some_and(|left| settle(v, left))
+        };
         // The right side of `=`, `+=`, `//=` sees the whole input; that of `|=` the old value.
         let given = match op {
             UpdateOp::Modify => None,
             _ => match self.one(rhs, &input) {
-                Ok(v) => Some(v.into_owned()),
+                Ok(v) => {
+                    let mut v = v.into_owned();
+                    if !settled(&mut v) {
+                        return Err(input);
+                    }
+                    Some(v)
+                }
                 Err(Fallback) => return Err(input),
             },
         };
@@ -428,7 +438,13 @@ impl Cx<'_> {
             (UpdateOp::Assign, Some(v)) => Some(v),
             (UpdateOp::Alt, Some(v)) => (!truthy(old)).then_some(v),
             (UpdateOp::Modify, _) => match self.one(rhs, old) {
-                Ok(v) => Some(v.into_owned()),
+                Ok(v) => {
+                    let mut v = v.into_owned();
+                    if !settled(&mut v) {
+                        return Err(input);
+                    }
+                    Some(v)
+                }
                 Err(Fallback) => return Err(input),
             },
             (UpdateOp::Math(m), Some(v)) => {
@@ -439,7 +455,10 @@ impl Cx<'_> {
                 match (old, &v) {
                     (Value::Number(_), Value::Number(_)) => {
                         match math(m, Cow::Borrowed(old), Cow::Owned(v)) {
-                            Ok(n) => Some(n),
+                            Ok(mut n) => {
+                                settled(&mut n);
+                                Some(n)
+                            }
                             Err(Fallback) => return Err(input),
                         }
                     }
