@@ -117,7 +117,10 @@ async fn run(p: Prepared) -> Result<(), String> {
         .map_err(|e| format!("cannot listen on {}: {e}", p.addr))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let base = runtime::base_url(addr, config.host.base_url.as_deref());
+    // Express instances answer with their output; nobody reads their trace (the per-task
+    // debug lines still print it when debug logging is on).
     let builder = Runner::builder()
+        .task_trace(false)
         .budget(Budget {
             steps: config.limits.expression_steps,
         })

@@ -44,6 +44,7 @@ pub struct RunnerBuilder {
     secrets: Secrets,
     runtime_metadata: Option<Value>,
     budget: Budget,
+    no_task_trace: bool,
 }
 
 impl std::fmt::Debug for RunnerBuilder {
@@ -101,6 +102,15 @@ impl RunnerBuilder {
         self
     }
 
+    /// Whether an in-memory run records its tasks' trace in [`RunOutcome::trace`] (the default).
+    /// A host that never reads it turns it off: the trace then costs nothing, and is recorded
+    /// only while debug logging is on (it is what the per-task debug lines print). Durable
+    /// instances always record it, in their history.
+    pub fn task_trace(mut self, keep: bool) -> Self {
+        self.no_task_trace = !keep;
+        self
+    }
+
     /// Builds the runner.
     pub fn build(self) -> Result<Runner, Error> {
         Ok(Runner {
@@ -112,6 +122,7 @@ impl RunnerBuilder {
                     .unwrap_or_else(|| Value::Object(Default::default())),
             ),
             budget: self.budget,
+            task_trace: !self.no_task_trace,
             poll_interval: baton_core::Duration::from_millis(
                 u64::try_from(self.http.poll_interval.as_millis()).unwrap_or(u64::MAX),
             ),
@@ -128,6 +139,8 @@ pub struct Runner {
     runtime_metadata: Arc<Value>,
     budget: Budget,
     poll_interval: baton_core::Duration,
+    /// See [`RunnerBuilder::task_trace`].
+    task_trace: bool,
 }
 
 /// A new instance id: 32 lowercase hex digits, like Durable Functions'.
@@ -199,7 +212,7 @@ impl Suspended {
     /// Runs the instance to its end. Waits really wait (tokio time).
     pub async fn finish(mut self) -> RunOutcome {
         {
-            let env = self.runner.env(&self.workflow, &self.id);
+            let env = self.runner.memory_env(&self.workflow, &self.id);
             self.run.drive(&self.runner, &env).await;
         }
         self.run.outcome(self.id)
@@ -221,7 +234,7 @@ impl Runner {
     pub async fn run_as(&self, wf: &Workflow, input: Value, id: String) -> RunOutcome {
         let mut run = Run::default();
         {
-            let env = self.env(wf, &id);
+            let env = self.memory_env(wf, &id);
             run.start(self, &env, input);
             run.drive(self, &env).await;
         }
@@ -253,7 +266,7 @@ impl Runner {
         input_checked: bool,
     ) -> Begun {
         let mut run = Run::default();
-        let mut env = self.env(wf, &id);
+        let mut env = self.memory_env(wf, &id);
         env.input_checked = input_checked;
         run.start(self, &env, input);
         if run.inst.status.is_terminal() {
@@ -265,6 +278,14 @@ impl Runner {
             id,
             run,
         })
+    }
+
+    /// The environment of an in-memory run: [`Runner::env`], recording the trace only if
+    /// someone reads it.
+    fn memory_env<'a>(&self, wf: &'a Workflow, id: &'a str) -> Env<'a> {
+        let mut env = self.env(wf, id);
+        env.trace = self.task_trace || tracing::enabled!(tracing::Level::DEBUG);
+        env
     }
 
     pub(crate) fn env<'a>(&self, wf: &'a Workflow, id: &'a str) -> Env<'a> {

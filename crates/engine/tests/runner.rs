@@ -547,3 +547,31 @@ async fn attempt_and_total_retry_limits_bound_slow_calls() {
     assert_eq!(hits.load(Ordering::SeqCst), 5);
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+/// The trace of an in-memory run is recorded by default and can be turned off by a host that
+/// never reads it (no debug subscriber is installed in this test, so nothing else wants it);
+/// the instance's result is the same either way.
+#[tokio::test(start_paused = true)]
+async fn the_task_trace_is_recorded_unless_turned_off() {
+    let w = wf("do:\n  - a:\n      set: {x: 1}\n  - b:\n      wait: {milliseconds: 5}\n");
+    let kept = Runner::builder().build().expect("runner").run(&w, json!({})).await;
+    let kinds: Vec<(String, TraceKind)> =
+        kept.trace.iter().map(|t| (t.name.to_string(), t.kind)).collect();
+    assert_eq!(
+        kinds,
+        [
+            ("a".to_owned(), TraceKind::Started),
+            ("a".to_owned(), TraceKind::Completed),
+            ("b".to_owned(), TraceKind::Started),
+            ("b".to_owned(), TraceKind::Completed),
+        ]
+    );
+    let off = Runner::builder().task_trace(false).build().expect("runner");
+    let dropped = off.run(&w, json!({})).await;
+    assert!(dropped.trace.is_empty(), "{:?}", dropped.trace);
+    assert_eq!(
+        (dropped.status, dropped.output),
+        (kept.status, kept.output.clone())
+    );
+    assert_eq!(kept.output, Some(json!({"x": 1})));
+}

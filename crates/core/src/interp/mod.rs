@@ -98,6 +98,10 @@ pub struct Env<'a> {
     /// `input.schema` (an HTTP trigger does, to answer 400 before any instance exists), so
     /// the start does not check it again.
     pub input_checked: bool,
+    /// Record the tasks' trace ([`TraceEvent`]s) in each step's result; true unless the shell
+    /// sets it false because nobody reads it (an in-memory run answering an HTTP request with
+    /// debug logging off).
+    pub trace: bool,
 }
 
 /// Secret values by name, cheap to share. `Debug` shows the names, never the values.
@@ -140,6 +144,7 @@ impl<'a> Env<'a> {
             budget: Budget::default(),
             poll_interval: DEFAULT_POLL_INTERVAL,
             input_checked: false,
+            trace: true,
         }
     }
 }

@@ -110,6 +110,9 @@ impl<'e> Cx<'e> {
     }
 
     fn trace(&mut self, task: &Task, kind: TraceKind) {
+        if !self.env.trace {
+            return;
+        }
         self.trace.push(TraceEvent {
             at: self.now,
             task: task.reference.clone(),
