@@ -249,13 +249,26 @@ impl Runner {
     ///
     /// A panic inside the step faults the instance rather than reaching the caller.
     pub fn begin(self: &Arc<Self>, wf: &Arc<Workflow>, input: Value, id: String) -> Begun {
-        self.begin_with(wf, input, id, false)
+        self.begin_with(wf, input, id, false, true)
     }
 
     /// [`Runner::begin`] on an input the caller has already checked against the workflow's
     /// `input.schema` (with `Schema::violations`), which is then not checked a second time.
     pub fn begin_checked(self: &Arc<Self>, wf: &Arc<Workflow>, input: Value, id: String) -> Begun {
-        self.begin_with(wf, input, id, true)
+        self.begin_with(wf, input, id, true, true)
+    }
+
+    /// [`Runner::begin_checked`] for a caller that answers with the outcome and does not want
+    /// the input back: an instance of a workflow that can neither suspend nor read its raw
+    /// input takes the input as its data instead of copying it, and its outcome's `input` is
+    /// null. (One that may suspend keeps its input, for whoever asks about it meanwhile.)
+    pub fn begin_answering(
+        self: &Arc<Self>,
+        wf: &Arc<Workflow>,
+        input: Value,
+        id: String,
+    ) -> Begun {
+        self.begin_with(wf, input, id, true, wf.may_suspend())
     }
 
     fn begin_with(
@@ -264,10 +277,12 @@ impl Runner {
         input: Value,
         id: String,
         input_checked: bool,
+        keep_input: bool,
     ) -> Begun {
         let mut run = Run::default();
         let mut env = self.memory_env(wf, &id);
         env.input_checked = input_checked;
+        env.keep_input = keep_input;
         run.start(self, &env, input);
         if run.inst.status.is_terminal() {
             return Begun::Finished(run.outcome(id));

@@ -270,10 +270,13 @@ impl Express {
             "Executing '{}' (Reason='This function was programmatically called via the host APIs.', Id={id})",
             function.name
         );
-        match self
-            .runner
-            .begin_checked(&function.workflow, input, id.clone())
-        {
+        // An instance nobody will ask about (see `start_answering`) need not keep its input.
+        let begin = if retain_finished {
+            Runner::begin_checked
+        } else {
+            Runner::begin_answering
+        };
+        match begin(&self.runner, &function.workflow, input, id.clone()) {
             Begun::Finished(outcome) => {
                 let end = End::from(outcome);
                 executed(&counters, function, &id, started, &end);

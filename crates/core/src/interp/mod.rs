@@ -102,6 +102,12 @@ pub struct Env<'a> {
     /// sets it false because nobody reads it (an in-memory run answering an HTTP request with
     /// debug logging off).
     pub trace: bool,
+    /// The shell wants the raw workflow input back with the instance (as [`Instance::input`]);
+    /// true unless it answers with the output alone. When false, and nothing in the workflow
+    /// can read the raw input (`$workflow`, or `$input` in the workflow's `input.from` and
+    /// `output.as`), the instance takes the input as its data instead of copying it, and
+    /// [`Instance::input`] is left null.
+    pub keep_input: bool,
 }
 
 /// Secret values by name, cheap to share. `Debug` shows the names, never the values.
@@ -145,6 +151,7 @@ impl<'a> Env<'a> {
             poll_interval: DEFAULT_POLL_INTERVAL,
             input_checked: false,
             trace: true,
+            keep_input: true,
         }
     }
 }

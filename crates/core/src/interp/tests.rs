@@ -704,3 +704,52 @@ fn updates_settle_what_did_not_come_from_an_expression() {
         assert_eq!(out.to_string(), r#"{"kept":1,"n":2}"#, "{body}");
     }
 }
+
+/// A shell that does not want the raw input back lets the instance take it as its data,
+/// unless something in the workflow can read it; the output is the same either way.
+#[test]
+fn the_input_is_taken_only_when_nothing_can_read_it_again() {
+    let input = json!({"a": 1.0, "b": [1, 2]});
+    let cases = [
+        // (workflow, taken)
+        ("input:\n  from: '{all: ., n: 1}'\ndo:\n  - s:\n      set: '${ .n += 1 }'\n", true),
+        ("do:\n  - s:\n      set: '${ .b += [3] }'\n", true),
+        ("do:\n  - s:\n      set: '${ .b += [$workflow.input.a] }'\n", false),
+        ("input:\n  from: '{all: $input, n: 1}'\ndo:\n  - s:\n      set: '${ .n += 1 }'\n", false),
+        ("output:\n  as: '${ {out: ., in: $input} }'\ndo:\n  - s:\n      set: '${ .b += [3] }'\n", false),
+    ];
+    for (body, taken) in cases {
+        let w = wf(body);
+        let run_with = |keep_input: bool| {
+            let mut env = Env::new(&w, "test-instance");
+            env.keep_input = keep_input;
+            let mut inst = Instance::default();
+            inst.apply(&env, Input::Start { input: input.clone(), seed: 1 }, Timestamp(0));
+            inst
+        };
+        let kept = run_with(true);
+        let given = run_with(false);
+        assert_eq!(kept.status, Status::Completed, "{body}");
+        assert_eq!(kept.input, input, "{body}");
+        assert_eq!(
+            given.output.as_ref().map(Value::to_string),
+            kept.output.as_ref().map(Value::to_string),
+            "{body}"
+        );
+        let expected = if taken { Value::Null } else { input.clone() };
+        assert_eq!(given.input, expected, "{body}");
+    }
+}
+
+#[test]
+fn only_waits_calls_events_and_retries_can_suspend() {
+    for (body, suspends) in [
+        ("do:\n  - s: {set: {a: 1}}\n  - f:\n      fork:\n        branches:\n          - t: {set: {b: 2}}\n", false),
+        ("do:\n  - t:\n      try:\n        - r: {raise: {error: {type: x, status: 400}}}\n      catch:\n        do:\n          - s: {set: {c: 1}}\n", false),
+        ("do:\n  - w: {wait: {seconds: 1}}\n", true),
+        ("do:\n  - c: {call: http, with: {method: get, endpoint: 'http://example.com'}}\n", true),
+        ("do:\n  - t:\n      try:\n        - s: {set: {a: 1}}\n      catch:\n        retry:\n          delay: {seconds: 1}\n          limit: {attempt: {count: 2}}\n", true),
+    ] {
+        assert_eq!(wf(body).may_suspend(), suspends, "{body}");
+    }
+}

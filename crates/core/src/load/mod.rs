@@ -157,8 +157,19 @@ pub fn load_value(value: Value, resolver: &dyn Resolver) -> Result<Workflow, Loa
         secrets: cx.secrets,
         tasks: cx.tasks,
         lists: cx.lists,
+        mentions_workflow: mentions(&value, "$workflow"),
         source: Arc::new(value),
     })
+}
+
+/// True if some string (or key) of `v` contains `text`.
+fn mentions(v: &Value, text: &str) -> bool {
+    match v {
+        Value::String(s) => s.contains(text),
+        Value::Array(items) => items.iter().any(|x| mentions(x, text)),
+        Value::Object(m) => m.iter().any(|(k, x)| k.contains(text) || mentions(x, text)),
+        _ => false,
+    }
 }
 
 fn document(v: Option<&Value>) -> Result<DocumentInfo, LoadError> {

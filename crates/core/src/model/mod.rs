@@ -118,9 +118,32 @@ pub struct Workflow {
     pub source: Arc<serde_json::Value>,
     pub(crate) tasks: Vec<Task>,
     pub(crate) lists: Vec<Vec<TaskId>>,
+    /// Some string of the definition mentions `$workflow`, so an expression may read the raw
+    /// workflow input (`$workflow.input`). Decided on the text, so it errs towards true.
+    pub(crate) mentions_workflow: bool,
 }
 
 impl Workflow {
+    /// True if an instance can wait for something: a call, a `wait`, an event, a retry's delay.
+    /// One that cannot ends within the step that starts it.
+    pub fn may_suspend(&self) -> bool {
+        self.tasks.iter().any(|t| match &t.kind {
+            TaskKind::Wait(_)
+            | TaskKind::CallHttp(_)
+            | TaskKind::CallOpenApi(_)
+            | TaskKind::CallFunction { .. }
+            | TaskKind::Listen(_) => true,
+            TaskKind::Try { catch, .. } => catch.retry.is_some(),
+            TaskKind::Do(_)
+            | TaskKind::Set(_)
+            | TaskKind::Switch(_)
+            | TaskKind::For(_)
+            | TaskKind::Fork { .. }
+            | TaskKind::Raise(_)
+            | TaskKind::Emit(_) => false,
+        })
+    }
+
     /// The task with this id.
     pub fn task(&self, id: TaskId) -> &Task {
         &self.tasks[id.0 as usize]

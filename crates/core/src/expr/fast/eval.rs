@@ -377,10 +377,12 @@ impl Cx<'_> {
         for ((slot, e), &moves) in m.values_mut().zip(entries).zip(&shape.moves) {
             if moves && let Some(steps) = moved(e) {
                 *slot = take_from(&mut input, steps);
+                // A value moved from under a key of a settled input sits no deeper than it did;
+                // the whole input (`.`) sits one level deeper.
+                ok = ok && (!settled || !steps.is_empty() || settle(slot, MAX_DEPTH - 1));
             }
         }
         let mut v = Value::Object(m);
-        // A moved value came from as deep as its path in the settled input, or deeper.
         ok = ok && (settled || settle(&mut v, MAX_DEPTH));
         Ok(ok.then_some(v))
     }
@@ -558,10 +560,11 @@ pub(super) fn take_at(mut v: Value, steps: &[(Step, bool)]) -> R<Value> {
     Ok(std::mem::take(at))
 }
 
-/// The path of an object entry's value, if it is a path.
+/// The path of an object entry's value, if it is a path (`.` is the empty one).
 fn moved((_, v): &(Key, Node)) -> Option<&[(Step, bool)]> {
     match v {
         Node::Path(_, steps, _) => Some(steps),
+        Node::Id => Some(&[]),
         _ => None,
     }
 }

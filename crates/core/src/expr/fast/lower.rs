@@ -175,10 +175,10 @@ fn object_shape(entries: &[(Key, Node)]) -> Option<Shape> {
     Some(Shape { keys, moves })
 }
 
-/// The keys of `n` if it is a path of one or more plain (not optional) keys from the input.
+/// The keys of `n` if it is the input (no keys) or a path of plain (not optional) keys from it.
 fn key_path(n: &Node) -> Option<Vec<&str>> {
     let Node::Path(base, steps, Arity::One) = n else {
-        return None;
+        return matches!(n, Node::Id).then(Vec::new);
     };
     if !matches!(**base, Node::Id) {
         return None;

@@ -150,6 +150,8 @@ const CORPUS: &[&str] = &[
     "{a: .a?, b: .b}",
     "{a: .[0], b: .b}",
     "{valid: (.errors | length == 0), errors: .errors, passed: .passed}",
+    "{person: ., errors: [], passed: []}",
+    "{all: ., n: length}",
     "if (.a // 0) > 1 then .errors += [{id: 1}] else .passed += [{id: 1}] end",
     // Outside the subset: always jaq's.
     ".[1:]",
@@ -888,6 +890,8 @@ fn objects_move_the_paths_no_other_entry_shares() {
     assert_eq!(moves("{x: .a.b, y: .a.c}"), [true, true]);
     assert_eq!(moves("{y: .[0], z: (.a | length), w: 1, v: $item.a}"), [false; 4]);
     assert_eq!(moves("{id, check}"), [true, true]);
+    assert_eq!(moves("{person: ., errors: [], n: (.a | length)}"), [true, false, false]);
+    assert_eq!(moves("{all: ., a: .a}"), [false, false]);
 }
 
 #[test]

@@ -254,11 +254,10 @@ fn start_workflow(
     root: &mut Option<ListFrame>,
 ) -> Option<Outcome> {
     let wf = cx.env.workflow;
-    let raw = &cx.wf_input;
     if let Some(schema) = &wf.input.schema
         && !cx.env.input_checked
     {
-        let v = schema.violations(raw);
+        let v = schema.violations(&cx.wf_input);
         if !v.is_empty() {
             return Some(Outcome::Failed(validation_error(
                 "/input",
@@ -267,15 +266,37 @@ fn start_workflow(
             )));
         }
     }
-    // The raw input stays with the instance (`$workflow.input`), so the data is a copy, or
-    // what `input.from` builds from the borrowed input.
     let settled = wf.input.from.as_ref().is_some_and(Template::is_expr);
-    let data = match &wf.input.from {
-        None => raw.clone(),
-        Some(t) => match t.eval(raw, &cx.vars(None, raw, None, &[]), &cx.env.budget) {
-            Ok(v) => v,
-            Err(e) => return Some(Outcome::Failed(expr_error("/input/from", &e))),
-        },
+    let reads_input = |t: &Option<Template>| t.as_ref().is_some_and(|t| t.mentions("$input"));
+    let data = if !cx.env.keep_input
+        && !wf.mentions_workflow
+        && !reads_input(&wf.input.from)
+        && !reads_input(&wf.output.as_)
+    {
+        // Nobody asks for the raw input again, and nothing can read it: the data is the input
+        // itself, or what `input.from` builds from it, moving what it keeps.
+        let raw = std::mem::take(&mut cx.wf_input);
+        match &wf.input.from {
+            None => raw,
+            Some(t) => {
+                let vars = cx.vars(None, &Value::Null, None, &[]);
+                match t.eval_owned(raw, false, &vars, &cx.env.budget) {
+                    Ok(v) => v,
+                    Err(e) => return Some(Outcome::Failed(expr_error("/input/from", &e))),
+                }
+            }
+        }
+    } else {
+        // The raw input stays with the instance (`$workflow.input`), so the data is a copy,
+        // or what `input.from` builds from the borrowed input.
+        let raw = &cx.wf_input;
+        match &wf.input.from {
+            None => raw.clone(),
+            Some(t) => match t.eval(raw, &cx.vars(None, raw, None, &[]), &cx.env.budget) {
+                Ok(v) => v,
+                Err(e) => return Some(Outcome::Failed(expr_error("/input/from", &e))),
+            },
+        }
     };
     if let Some(after) = wf.timeout {
         inst.workflow_timeout = Some(cx.timer(after));
