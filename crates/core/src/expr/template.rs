@@ -16,8 +16,13 @@ pub enum Template {
     Expr(Expr),
     /// An array with at least one expression inside.
     Array(Vec<Template>),
-    /// An object with at least one expression inside (keys are literal).
-    Object(Vec<(String, Template)>),
+    /// An object with at least one expression inside (keys are literal), and its keys in order
+    /// with null values: evaluating copies that shape, which keeps the keys' hashes, rather
+    /// than hashing every key again.
+    Object {
+        fields: Vec<(String, Template)>,
+        shape: Map<String, Value>,
+    },
 }
 
 impl Template {
@@ -47,7 +52,8 @@ impl Template {
                 if fields.iter().all(|(_, t)| matches!(t, Self::Const(_))) {
                     Self::Const(value.clone())
                 } else {
-                    Self::Object(fields)
+                    let shape = fields.iter().map(|(k, _)| (k.clone(), Value::Null)).collect();
+                    Self::Object { fields, shape }
                 }
             }
             other => Self::Const(other.clone()),
@@ -95,7 +101,7 @@ impl Template {
             Self::Const(_) => false,
             Self::Expr(e) => e.mentions(name),
             Self::Array(items) => items.iter().any(|t| t.mentions(name)),
-            Self::Object(fields) => fields.iter().any(|(_, t)| t.mentions(name)),
+            Self::Object { fields, .. } => fields.iter().any(|(_, t)| t.mentions(name)),
         }
     }
 
@@ -115,10 +121,12 @@ impl Template {
                     .map(|t| t.eval(input, scope, budget))
                     .collect::<Result<_, _>>()?,
             ),
-            Self::Object(fields) => {
-                let mut m = Map::with_capacity(fields.len());
-                for (k, t) in fields {
-                    m.insert(k.clone(), t.eval(input, scope, budget)?);
+            Self::Object { fields, shape } => {
+                // The keys of a JSON object are distinct, so the shape has one slot per field,
+                // in the same order.
+                let mut m = shape.clone();
+                for (slot, (_, t)) in m.values_mut().zip(fields) {
+                    *slot = t.eval(input, scope, budget)?;
                 }
                 Value::Object(m)
             }

@@ -140,6 +140,17 @@ fn templates_evaluate_only_their_expressions() {
     );
     let c = Template::compile(&json!({"a": [1, "x"]}), &VarNames::default()).expect("compiles");
     assert!(c.is_const());
+    // The keys keep the definition's order, whichever fields are expressions.
+    let t = Template::compile(
+        &json!({"z": 1, "a": "${ .x }", "m": {"q": "${ .x * 2 }", "b": 0}, "b": "c"}),
+        &VarNames::default(),
+    )
+    .expect("compiles");
+    let out = t.eval(&json!({"x": 2}), &Scope::new(), &Budget::default());
+    assert_eq!(
+        out.map(|v| v.to_string()),
+        Ok(r#"{"z":1,"a":2,"m":{"q":4,"b":0},"b":"c"}"#.to_owned())
+    );
 }
 
 #[test]
