@@ -409,6 +409,26 @@ impl Cx<'_> {
         let settled = |v: &mut Value| {
             !settle_new || MAX_DEPTH.checked_sub(keys.len()).is_some_and(|left| settle(v, left))
         };
+        // `.k += [x]` onto an array: `x` is pushed where the array is, without first building a
+        // one-item array to append.
+        if let (UpdateOp::Math(MathOp::Add), Node::Arr(Some(item))) = (op, rhs)
+            && is_single(item)
+            && matches!(follow_keys(&input, keys), Some(Value::Array(_)))
+        {
+            let mut x = match self.one(item, &input) {
+                Ok(x) => x.into_owned(),
+                Err(Fallback) => return Err(input),
+            };
+            // The item sits one level below the array.
+            let left = MAX_DEPTH.checked_sub(keys.len() + 1);
+            if settle_new && !left.is_some_and(|left| settle(&mut x, left)) {
+                return Err(input);
+            }
+            if let Value::Array(a) = slot_mut(&mut input, keys) {
+                a.push(x);
+            }
+            return Ok(input);
+        }
         // The right side of `=`, `+=`, `//=` sees the whole input; that of `|=` the old value.
         let given = match op {
             UpdateOp::Modify => None,
@@ -480,6 +500,15 @@ impl Cx<'_> {
         }
         Ok(input)
     }
+}
+
+/// The value at a path of keys, if every step is an object holding the key.
+fn follow_keys<'v>(mut v: &'v Value, keys: &[String]) -> Option<&'v Value> {
+    for k in keys {
+        let Value::Object(m) = v else { return None };
+        v = field(m, k)?;
+    }
+    Some(v)
 }
 
 /// The value at `keys`, inserted as null if the last key is missing. The caller has checked

@@ -123,6 +123,10 @@ const CORPUS: &[&str] = &[
     ".a /= 2",
     ".a //= \"d\"",
     ".results += [{id: 1}]",
+    ".a += [1.0]",
+    ".a += [.b]",
+    ".a += [.[]?]",
+    ".x.y += [.]",
     ".x.y.z = 1",
     "$item",
     "$item.a",
@@ -869,6 +873,7 @@ fn results_around_the_depth_limit_agree_with_jaq() {
             ".o = 1.0",
             ".n += 1",
             ".z = [[1.0]]",
+            ".e += [.o]",
         ] {
             let e = Expr::compile(src, &names).expect("compiles");
             answered += usize::from(agree(&e, &arrays, &scope));
