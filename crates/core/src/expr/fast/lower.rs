@@ -15,6 +15,17 @@ pub(super) fn lower(t: &Term<&str>) -> Option<Node> {
                 .iter()
                 .map(|(k, v)| lower_entry(k, v.as_ref()))
                 .collect::<Option<_>>()?;
+            // An object of literal keys and constant values is itself a constant.
+            if let Some(Shape { mut keys, .. }) = object_shape(&entries)
+                && entries.iter().all(|(_, v)| matches!(v, Node::Const(_)))
+            {
+                for (slot, (_, v)) in keys.values_mut().zip(entries) {
+                    if let Node::Const(c) = v {
+                        *slot = c;
+                    }
+                }
+                return Some(Node::Const(Value::Object(keys)));
+            }
             let shape = object_shape(&entries);
             Node::Obj(entries, shape)
         }

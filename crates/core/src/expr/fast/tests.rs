@@ -897,6 +897,12 @@ fn objects_move_the_paths_no_other_entry_shares() {
     assert_eq!(moves("{id, check}"), [true, true]);
     assert_eq!(moves("{person: ., errors: [], n: (.a | length)}"), [true, false, false]);
     assert_eq!(moves("{all: ., a: .a}"), [false, false]);
+    // Literal keys and constant values make a constant, built once.
+    match Plan::compile("{id: 1, check: \"C\", n: null}").map(|p| p.root) {
+        Some(Node::Const(v)) => assert_eq!(v.to_string(), r#"{"id":1,"check":"C","n":null}"#),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(Plan::compile("{a: 1, a: 2}").map(|p| p.root), Some(Node::Obj(_, None))));
 }
 
 #[test]
