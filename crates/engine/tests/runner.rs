@@ -554,9 +554,16 @@ async fn attempt_and_total_retry_limits_bound_slow_calls() {
 #[tokio::test(start_paused = true)]
 async fn the_task_trace_is_recorded_unless_turned_off() {
     let w = wf("do:\n  - a:\n      set: {x: 1}\n  - b:\n      wait: {milliseconds: 5}\n");
-    let kept = Runner::builder().build().expect("runner").run(&w, json!({})).await;
-    let kinds: Vec<(String, TraceKind)> =
-        kept.trace.iter().map(|t| (t.name.to_string(), t.kind)).collect();
+    let kept = Runner::builder()
+        .build()
+        .expect("runner")
+        .run(&w, json!({}))
+        .await;
+    let kinds: Vec<(String, TraceKind)> = kept
+        .trace
+        .iter()
+        .map(|t| (t.name.to_string(), t.kind))
+        .collect();
     assert_eq!(
         kinds,
         [

@@ -52,7 +52,10 @@ impl Template {
                 if fields.iter().all(|(_, t)| matches!(t, Self::Const(_))) {
                     Self::Const(value.clone())
                 } else {
-                    let shape = fields.iter().map(|(k, _)| (k.clone(), Value::Null)).collect();
+                    let shape = fields
+                        .iter()
+                        .map(|(k, _)| (k.clone(), Value::Null))
+                        .collect();
                     Self::Object { fields, shape }
                 }
             }

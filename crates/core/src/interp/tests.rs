@@ -712,11 +712,23 @@ fn the_input_is_taken_only_when_nothing_can_read_it_again() {
     let input = json!({"a": 1.0, "b": [1, 2]});
     let cases = [
         // (workflow, taken)
-        ("input:\n  from: '{all: ., n: 1}'\ndo:\n  - s:\n      set: '${ .n += 1 }'\n", true),
+        (
+            "input:\n  from: '{all: ., n: 1}'\ndo:\n  - s:\n      set: '${ .n += 1 }'\n",
+            true,
+        ),
         ("do:\n  - s:\n      set: '${ .b += [3] }'\n", true),
-        ("do:\n  - s:\n      set: '${ .b += [$workflow.input.a] }'\n", false),
-        ("input:\n  from: '{all: $input, n: 1}'\ndo:\n  - s:\n      set: '${ .n += 1 }'\n", false),
-        ("output:\n  as: '${ {out: ., in: $input} }'\ndo:\n  - s:\n      set: '${ .b += [3] }'\n", false),
+        (
+            "do:\n  - s:\n      set: '${ .b += [$workflow.input.a] }'\n",
+            false,
+        ),
+        (
+            "input:\n  from: '{all: $input, n: 1}'\ndo:\n  - s:\n      set: '${ .n += 1 }'\n",
+            false,
+        ),
+        (
+            "output:\n  as: '${ {out: ., in: $input} }'\ndo:\n  - s:\n      set: '${ .b += [3] }'\n",
+            false,
+        ),
     ];
     for (body, taken) in cases {
         let w = wf(body);
@@ -724,7 +736,14 @@ fn the_input_is_taken_only_when_nothing_can_read_it_again() {
             let mut env = Env::new(&w, "test-instance");
             env.keep_input = keep_input;
             let mut inst = Instance::default();
-            inst.apply(&env, Input::Start { input: input.clone(), seed: 1 }, Timestamp(0));
+            inst.apply(
+                &env,
+                Input::Start {
+                    input: input.clone(),
+                    seed: 1,
+                },
+                Timestamp(0),
+            );
             inst
         };
         let kept = run_with(true);
@@ -744,11 +763,23 @@ fn the_input_is_taken_only_when_nothing_can_read_it_again() {
 #[test]
 fn only_waits_calls_events_and_retries_can_suspend() {
     for (body, suspends) in [
-        ("do:\n  - s: {set: {a: 1}}\n  - f:\n      fork:\n        branches:\n          - t: {set: {b: 2}}\n", false),
-        ("do:\n  - t:\n      try:\n        - r: {raise: {error: {type: x, status: 400}}}\n      catch:\n        do:\n          - s: {set: {c: 1}}\n", false),
+        (
+            "do:\n  - s: {set: {a: 1}}\n  - f:\n      fork:\n        branches:\n          - t: {set: {b: 2}}\n",
+            false,
+        ),
+        (
+            "do:\n  - t:\n      try:\n        - r: {raise: {error: {type: x, status: 400}}}\n      catch:\n        do:\n          - s: {set: {c: 1}}\n",
+            false,
+        ),
         ("do:\n  - w: {wait: {seconds: 1}}\n", true),
-        ("do:\n  - c: {call: http, with: {method: get, endpoint: 'http://example.com'}}\n", true),
-        ("do:\n  - t:\n      try:\n        - s: {set: {a: 1}}\n      catch:\n        retry:\n          delay: {seconds: 1}\n          limit: {attempt: {count: 2}}\n", true),
+        (
+            "do:\n  - c: {call: http, with: {method: get, endpoint: 'http://example.com'}}\n",
+            true,
+        ),
+        (
+            "do:\n  - t:\n      try:\n        - s: {set: {a: 1}}\n      catch:\n        retry:\n          delay: {seconds: 1}\n          limit: {attempt: {count: 2}}\n",
+            true,
+        ),
     ] {
         assert_eq!(wf(body).may_suspend(), suspends, "{body}");
     }

@@ -407,7 +407,10 @@ impl Cx<'_> {
         settle_new: bool,
     ) -> Result<Value, Value> {
         let settled = |v: &mut Value| {
-            !settle_new || MAX_DEPTH.checked_sub(keys.len()).is_some_and(|left| settle(v, left))
+            !settle_new
+                || MAX_DEPTH
+                    .checked_sub(keys.len())
+                    .is_some_and(|left| settle(v, left))
         };
         // `.k += [x]` onto an array: `x` is pushed where the array is, without first building a
         // one-item array to append.

@@ -178,7 +178,9 @@ fn object_shape(entries: &[(Key, Node)]) -> Option<Shape> {
         .map(|(i, p)| {
             p.as_ref().is_some_and(|p| {
                 paths.iter().enumerate().all(|(j, q)| {
-                    i == j || q.as_ref().is_none_or(|q| !p.starts_with(q) && !q.starts_with(p))
+                    i == j
+                        || q.as_ref()
+                            .is_none_or(|q| !p.starts_with(q) && !q.starts_with(p))
                 })
             })
         })

@@ -893,16 +893,25 @@ fn objects_move_the_paths_no_other_entry_shares() {
     assert_eq!(moves("{x: .a, y: .a}"), [false, false]);
     assert_eq!(moves("{x: .a.b, y: .a, z: .c}"), [false, false, true]);
     assert_eq!(moves("{x: .a.b, y: .a.c}"), [true, true]);
-    assert_eq!(moves("{y: .[0], z: (.a | length), w: 1, v: $item.a}"), [false; 4]);
+    assert_eq!(
+        moves("{y: .[0], z: (.a | length), w: 1, v: $item.a}"),
+        [false; 4]
+    );
     assert_eq!(moves("{id, check}"), [true, true]);
-    assert_eq!(moves("{person: ., errors: [], n: (.a | length)}"), [true, false, false]);
+    assert_eq!(
+        moves("{person: ., errors: [], n: (.a | length)}"),
+        [true, false, false]
+    );
     assert_eq!(moves("{all: ., a: .a}"), [false, false]);
     // Literal keys and constant values make a constant, built once.
     match Plan::compile("{id: 1, check: \"C\", n: null}").map(|p| p.root) {
         Some(Node::Const(v)) => assert_eq!(v.to_string(), r#"{"id":1,"check":"C","n":null}"#),
         other => panic!("{other:?}"),
     }
-    assert!(matches!(Plan::compile("{a: 1, a: 2}").map(|p| p.root), Some(Node::Obj(_, None))));
+    assert!(matches!(
+        Plan::compile("{a: 1, a: 2}").map(|p| p.root),
+        Some(Node::Obj(_, None))
+    ));
 }
 
 #[test]
