@@ -194,13 +194,7 @@ impl Plan {
 
     /// The first output of the expression on `input` (`null` if it has none), or [`Fallback`].
     pub(super) fn first(&self, input: &Value, vars: &dyn Bindings) -> R<Value> {
-        let cx = Cx { vars };
-        let mut first = None;
-        cx.each(&self.root, input, &mut |v| {
-            first = Some(v.into_owned());
-            Ok(Flow::Stop)
-        })?;
-        let mut v = first.unwrap_or(Value::Null);
+        let mut v = Cx { vars }.first_value(&self.root, input)?;
         if !settle(&mut v, MAX_DEPTH) {
             return Err(Fallback);
         }

@@ -148,6 +148,11 @@ pub fn load_value(value: Value, resolver: &dyn Resolver) -> Result<Workflow, Loa
         .get("do")
         .ok_or_else(|| LoadError::invalid("", "a workflow needs a `do` list"))?;
     let root_list = cx.task_list(do_, "/do", &scope)?;
+    let reads_raw_input = mentions(&value, "$workflow")
+        || [&input.from, &output.as_]
+            .into_iter()
+            .flatten()
+            .any(|t| t.mentions("$input"));
     Ok(Workflow {
         document,
         input,
@@ -157,7 +162,7 @@ pub fn load_value(value: Value, resolver: &dyn Resolver) -> Result<Workflow, Loa
         secrets: cx.secrets,
         tasks: cx.tasks,
         lists: cx.lists,
-        mentions_workflow: mentions(&value, "$workflow"),
+        reads_raw_input,
         source: Arc::new(value),
     })
 }

@@ -118,9 +118,10 @@ pub struct Workflow {
     pub source: Arc<serde_json::Value>,
     pub(crate) tasks: Vec<Task>,
     pub(crate) lists: Vec<Vec<TaskId>>,
-    /// Some string of the definition mentions `$workflow`, so an expression may read the raw
-    /// workflow input (`$workflow.input`). Decided on the text, so it errs towards true.
-    pub(crate) mentions_workflow: bool,
+    /// An expression may read the raw workflow input: some string of the definition mentions
+    /// `$workflow` (decided on the text, so it errs towards true), or the workflow's own
+    /// `input.from` or `output.as` reads `$input`.
+    pub(crate) reads_raw_input: bool,
 }
 
 impl Workflow {

@@ -207,6 +207,16 @@ impl Cx<'_> {
         })
     }
 
+    /// The first output of `n` on `input`, `null` if it has none; not settled.
+    pub(super) fn first_value(&self, n: &Node, input: &Value) -> R<Value> {
+        let mut first = None;
+        self.each(n, input, &mut |v| {
+            first = Some(v.into_owned());
+            Ok(Flow::Stop)
+        })?;
+        Ok(first.unwrap_or(Value::Null))
+    }
+
     /// The first output of a stream (never reached for the nodes lowering accepts: `one` is
     /// asked only of single nodes), or a fallback if it has none.
     #[cold]
@@ -328,17 +338,10 @@ impl Cx<'_> {
                     Err(input) => Owned::Back(input),
                 }
             }
-            _ => {
-                let mut first = None;
-                let answered = self.each(n, &input, &mut |v| {
-                    first = Some(v.into_owned());
-                    Ok(Flow::Stop)
-                });
-                match answered {
-                    Ok(_) => whole(first.unwrap_or(Value::Null)),
-                    Err(Fallback) => Owned::Back(input),
-                }
-            }
+            _ => match self.first_value(n, &input) {
+                Ok(v) => whole(v),
+                Err(Fallback) => Owned::Back(input),
+            },
         }
     }
 
@@ -416,7 +419,7 @@ impl Cx<'_> {
         // one-item array to append.
         if let (UpdateOp::Math(MathOp::Add), Node::Arr(Some(item))) = (op, rhs)
             && is_single(item)
-            && matches!(follow_keys(&input, keys), Some(Value::Array(_)))
+            && matches!(update_target(&input, keys), Some(Value::Array(_)))
         {
             let mut x = match self.one(item, &input) {
                 Ok(x) => x.into_owned(),
@@ -446,19 +449,9 @@ impl Cx<'_> {
                 Err(Fallback) => return Err(input),
             },
         };
-        // jaq updates only through objects (through null it fails, where jq would create the
-        // object); the last key may be missing.
-        let mut old = &input;
-        for (i, k) in keys.iter().enumerate() {
-            let Value::Object(m) = old else {
-                return Err(input);
-            };
-            old = match field(m, k) {
-                Some(v) => v,
-                None if i + 1 == keys.len() => &NULL,
-                None => return Err(input),
-            };
-        }
+        let Some(old) = update_target(&input, keys) else {
+            return Err(input);
+        };
         let new = match (op, given) {
             (UpdateOp::Assign, Some(v)) => Some(v),
             (UpdateOp::Alt, Some(v)) => (!truthy(old)).then_some(v),
@@ -505,11 +498,17 @@ impl Cx<'_> {
     }
 }
 
-/// The value at a path of keys, if every step is an object holding the key.
-fn follow_keys<'v>(mut v: &'v Value, keys: &[String]) -> Option<&'v Value> {
-    for k in keys {
+/// The value an update of `keys` changes (null for a missing last key), or `None` if jaq must
+/// answer: jaq updates only through objects (through null it fails, where jq would create the
+/// object).
+fn update_target<'v>(mut v: &'v Value, keys: &[String]) -> Option<&'v Value> {
+    for (i, k) in keys.iter().enumerate() {
         let Value::Object(m) = v else { return None };
-        v = field(m, k)?;
+        v = match field(m, k) {
+            Some(x) => x,
+            None if i + 1 == keys.len() => &NULL,
+            None => return None,
+        };
     }
     Some(v)
 }
@@ -572,7 +571,12 @@ pub(super) fn take_at(mut v: Value, steps: &[(Step, bool)]) -> R<Value> {
     if steps.iter().any(|(s, _)| matches!(s, Step::Iter)) {
         return Err(Fallback);
     }
-    let mut at = &mut v;
+    Ok(place(&mut v, steps)?.map_or(Value::Null, std::mem::take))
+}
+
+/// Where single steps (keys and indices, by [`follow`]'s rules) reach in `v`, to move the value
+/// out; `None` past a missing key or index, where every further step gives null.
+fn place<'v>(mut at: &'v mut Value, steps: &[(Step, bool)]) -> R<Option<&'v mut Value>> {
     for (step, _) in steps {
         let next = match (step, at) {
             (Step::Key(k), Value::Object(m)) => field_mut(m, k),
@@ -583,13 +587,12 @@ pub(super) fn take_at(mut v: Value, steps: &[(Step, bool)]) -> R<Value> {
             }
             _ => return Err(Fallback),
         };
-        // Past a missing key or index, every further key or index step gives null, as in `walk`.
         let Some(next) = next else {
-            return Ok(Value::Null);
+            return Ok(None);
         };
         at = next;
     }
-    Ok(std::mem::take(at))
+    Ok(Some(at))
 }
 
 /// The path of an object entry's value, if it is a path (`.` is the empty one).
@@ -601,20 +604,12 @@ fn moved((_, v): &(Key, Node)) -> Option<&[(Step, bool)]> {
     }
 }
 
-/// Moves the value at a path of keys (which [`follow`] has accepted) out of `v`, leaving null:
-/// a missing key, or any key past null, gives null.
-fn take_from(mut v: &mut Value, steps: &[(Step, bool)]) -> Value {
-    for (step, _) in steps {
-        let next = match (step, v) {
-            (Step::Key(k), Value::Object(m)) => field_mut(m, k),
-            _ => None,
-        };
-        let Some(next) = next else {
-            return Value::Null;
-        };
-        v = next;
-    }
-    std::mem::take(v)
+/// Moves the value at a path (which [`follow`] has accepted) out of `v`, leaving null.
+fn take_from(v: &mut Value, steps: &[(Step, bool)]) -> Value {
+    place(v, steps)
+        .ok()
+        .flatten()
+        .map_or(Value::Null, std::mem::take)
 }
 
 /// `.[i]` of an array, counting a negative `i` from the end.

@@ -267,12 +267,7 @@ fn start_workflow(
         }
     }
     let settled = wf.input.from.as_ref().is_some_and(Template::is_expr);
-    let reads_input = |t: &Option<Template>| t.as_ref().is_some_and(|t| t.mentions("$input"));
-    let data = if !cx.env.keep_input
-        && !wf.mentions_workflow
-        && !reads_input(&wf.input.from)
-        && !reads_input(&wf.output.as_)
-    {
+    let data = if !cx.env.keep_input && !wf.reads_raw_input {
         // Nobody asks for the raw input again, and nothing can read it: the data is the input
         // itself, or what `input.from` builds from it, moving what it keeps.
         let raw = std::mem::take(&mut cx.wf_input);
