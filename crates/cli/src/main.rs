@@ -7,6 +7,7 @@ mod instances;
 mod keys;
 mod problem;
 mod queues;
+mod remote;
 mod run;
 mod serve;
 

@@ -1,48 +1,16 @@
-//! The HTTP side of `baton instances`: one reqwest client, the routes of docs/instances.md, and
-//! the continuation-token paging of list and history.
+//! The routes of docs/instances.md over [`crate::remote`], and the continuation-token paging
+//! of list and history.
 
 use std::time::Duration;
 
-use reqwest::{Method, StatusCode, Url};
+use reqwest::{Method, Url};
 use serde_json::Value;
 
-/// The header carrying the paging token, both ways.
-const CONTINUATION: &str = "x-ms-continuation-token";
+pub use crate::remote::Error;
+use crate::remote::{Answer, Body, Remote, Request, without_query};
+
 /// The server refuses a larger `top`.
 pub const MAX_TOP: u32 = 1000;
-
-/// Why a request came to nothing.
-#[derive(Debug)]
-pub enum Error {
-    /// No HTTP answer: refused, unresolvable, timed out.
-    Unreachable { url: String, cause: String },
-    /// An answer other than 2xx; `doc` is its JSON body (a problem document) or `Null`.
-    Refused {
-        status: u16,
-        doc: Value,
-        body: String,
-    },
-    /// A 2xx answer whose body is not what the API promises.
-    Unexpected { url: String, what: String },
-    /// Bad input found only at run time (an unreadable `--data` file).
-    Usage(String),
-}
-
-/// A 2xx answer.
-#[derive(Debug)]
-pub struct Answer {
-    pub body: Vec<u8>,
-    pub continuation: Option<String>,
-}
-
-impl Answer {
-    pub fn json(&self, url: &Url) -> Result<Value, Error> {
-        serde_json::from_slice(&self.body).map_err(|e| Error::Unexpected {
-            url: url.to_string(),
-            what: format!("the answer is not JSON ({e})"),
-        })
-    }
-}
 
 /// The items of every page fetched, and what the last page said.
 #[derive(Debug)]
@@ -87,14 +55,9 @@ impl Paging {
     }
 }
 
+/// A client of `{base}/{prefix}/instances`.
 #[derive(Debug)]
-pub struct Client {
-    http: reqwest::Client,
-    base: Url,
-    prefix: Vec<String>,
-    key: Option<String>,
-    timeout: Duration,
-}
+pub struct Client(Remote);
 
 impl Client {
     pub fn new(
@@ -103,44 +66,15 @@ impl Client {
         key: Option<String>,
         timeout: Duration,
     ) -> Result<Self, Error> {
-        // reqwest is built with `rustls-no-provider`; the engine installs ring the same way.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| Error::Usage(format!("cannot build the HTTP client: {e}")))?;
-        Ok(Self {
-            http,
-            base,
-            prefix: prefix
-                .split('/')
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .collect(),
-            key: key.filter(|k| !k.is_empty()),
-            timeout,
-        })
+        Remote::new(base, prefix, "instances", key, timeout).map(Self)
     }
 
     /// `{base}/{prefix}/instances/{segments…}`, each segment percent-encoded.
     pub fn url(&self, segments: &[&str], query: &[(&str, String)]) -> Url {
-        let mut url = self.base.clone();
-        url.set_query(None);
-        if let Ok(mut path) = url.path_segments_mut() {
-            path.pop_if_empty();
-            path.extend(&self.prefix);
-            path.push("instances");
-            path.extend(segments);
-        }
-        if !query.is_empty() {
-            url.query_pairs_mut()
-                .extend_pairs(query.iter().map(|(k, v)| (*k, v.as_str())));
-        }
-        url
+        self.0.url(segments, query)
     }
 
-    /// Sends one request; any answer but 2xx is an error.
+    /// Sends one request, with a JSON body if given; any answer but 2xx is an error.
     pub async fn send(
         &self,
         method: Method,
@@ -148,40 +82,9 @@ impl Client {
         continuation: Option<&str>,
         body: Option<String>,
     ) -> Result<Answer, Error> {
-        let mut req = self.http.request(method, url.clone());
-        if let Some(k) = &self.key {
-            req = req.header("x-functions-key", k);
-        }
-        if let Some(t) = continuation {
-            req = req.header(CONTINUATION, t);
-        }
-        if let Some(b) = body {
-            req = req.header("content-type", "application/json").body(b);
-        }
-        let unreachable = |e: reqwest::Error| Error::Unreachable {
-            url: without_query(url),
-            cause: if e.is_timeout() {
-                format!(
-                    "no answer within {}",
-                    humantime::format_duration(self.timeout)
-                )
-            } else {
-                root_cause(&e)
-            },
-        };
-        let resp = req.send().await.map_err(unreachable)?;
-        let status = resp.status();
-        let continuation = resp
-            .headers()
-            .get(CONTINUATION)
-            .and_then(|v| v.to_str().ok())
-            .filter(|v| !v.is_empty())
-            .map(str::to_owned);
-        let body = resp.bytes().await.map_err(unreachable)?.to_vec();
-        if !status.is_success() {
-            return Err(refused(status, &body));
-        }
-        Ok(Answer { body, continuation })
+        let mut req = Request::new(method, url.clone()).continuation(continuation);
+        req.body = body.map(Body::json_text);
+        self.0.send(req).await
     }
 
     /// GETs `url` page after page as `paging` says; `items` finds a page's items in its body.
@@ -224,59 +127,9 @@ impl Client {
     }
 }
 
-fn refused(status: StatusCode, body: &[u8]) -> Error {
-    Error::Refused {
-        status: status.as_u16(),
-        doc: serde_json::from_slice(body).unwrap_or(Value::Null),
-        body: String::from_utf8_lossy(body).trim().to_owned(),
-    }
-}
-
-/// The URL for messages: a key given as `?code=` must not be echoed.
-fn without_query(url: &Url) -> String {
-    let mut u = url.clone();
-    u.set_query(None);
-    u.to_string()
-}
-
-/// The innermost cause (`Connection refused (os error 111)`), not reqwest's outer wrapper.
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut cause: &dyn std::error::Error = e;
-    while let Some(next) = cause.source() {
-        cause = next;
-    }
-    cause.to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn client(base: &str, prefix: &str) -> Client {
-        Client::new(
-            Url::parse(base).unwrap(),
-            prefix,
-            None,
-            Duration::from_secs(1),
-        )
-        .unwrap()
-    }
-
-    #[test]
-    fn routes_sit_under_the_base_and_the_prefix_with_encoded_segments() {
-        let c = client("http://127.0.0.1:7071", "api");
-        assert_eq!(
-            c.url(&["a b/c", "raiseEvent", "go"], &[]).as_str(),
-            "http://127.0.0.1:7071/api/instances/a%20b%2Fc/raiseEvent/go"
-        );
-        let c = client("https://h/base/?x=1", "/runtime/webhooks/durabletask/");
-        assert_eq!(
-            c.url(&[], &[("name", "A&B".to_owned())]).as_str(),
-            "https://h/base/runtime/webhooks/durabletask/instances?name=A%26B"
-        );
-        let c = client("http://h", "");
-        assert_eq!(c.url(&["x"], &[]).as_str(), "http://h/instances/x");
-    }
 
     #[test]
     fn one_page_by_default() {
@@ -318,21 +171,5 @@ mod tests {
         };
         assert_eq!(p.next_top(0, 0), Some(Some(MAX_TOP)));
         assert_eq!(p.next_top(4500, 5), Some(Some(500)));
-    }
-
-    #[test]
-    fn a_refusal_keeps_its_problem_document() {
-        let Error::Refused { status, doc, .. } = refused(
-            StatusCode::NOT_FOUND,
-            br#"{"title":"Not Found","status":404}"#,
-        ) else {
-            panic!("not a refusal");
-        };
-        assert_eq!((status, doc["title"].as_str()), (404, Some("Not Found")));
-        let Error::Refused { doc, body, .. } = refused(StatusCode::BAD_GATEWAY, b"bad gateway\n")
-        else {
-            panic!("not a refusal");
-        };
-        assert_eq!((doc, body.as_str()), (Value::Null, "bad gateway"));
     }
 }

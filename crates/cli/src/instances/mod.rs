@@ -18,7 +18,7 @@ use clap::ArgGroup;
 use reqwest::Url;
 
 use args::{Data, RuntimeStatus};
-use client::{Client, Error, MAX_TOP};
+use client::{Client, MAX_TOP};
 
 /// Options shared by every `baton instances` command.
 #[derive(Debug, clap::Args)]
@@ -154,44 +154,16 @@ struct Manage {
 }
 
 pub fn instances(args: &InstancesArgs) -> ExitCode {
-    let result = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Usage(format!("cannot start the runtime: {e}")))
-        .and_then(|rt| {
-            let client = Client::new(
+    crate::remote::execute(
+        "instances",
+        || {
+            Client::new(
                 args.url.clone(),
                 &args.prefix,
                 args.key.clone(),
                 args.timeout,
-            )?;
-            rt.block_on(commands::run(&client, args.json, &args.command))
-        });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => report(&e),
-    }
-}
-
-fn report(e: &Error) -> ExitCode {
-    match e {
-        Error::Unreachable { url, cause } => {
-            eprintln!("baton instances: could not reach {url}: {cause}");
-        }
-        Error::Refused { status, doc, body } => {
-            let text = render::problem(*status, doc);
-            eprint!("baton instances: {text}");
-            if doc.is_null() && !body.is_empty() {
-                eprintln!("  {}", render::truncate(body, 500));
-            }
-        }
-        Error::Unexpected { url, what } => {
-            eprintln!("baton instances: {url}: {what}");
-        }
-        Error::Usage(what) => {
-            eprintln!("baton instances: {what}");
-            return ExitCode::from(2);
-        }
-    }
-    ExitCode::from(1)
+            )
+        },
+        |client| async move { commands::run(&client, args.json, &args.command).await },
+    )
 }

@@ -5,8 +5,8 @@ use std::io::Write;
 use reqwest::{Method, StatusCode};
 use serde_json::{Map, Value, json};
 
-use super::client::{Answer, Body, Client, Error, Request};
 use super::{Lock, Peek, QueuesCommand, Receive, SendArgs, args, render};
+use crate::remote::{Answer, Body, Error, Remote as Client, Request};
 
 pub async fn run(client: &Client, json: bool, command: &QueuesCommand) -> Result<(), Error> {
     match command {
@@ -181,7 +181,7 @@ async fn receive(client: &Client, json: bool, r: &Receive) -> Result<(), Error> 
                 m.get("lockToken").and_then(Value::as_str),
             ) else {
                 return Err(Error::Unexpected {
-                    url: super::client::without_query(&url),
+                    url: crate::remote::without_query(&url),
                     what: "a received message has no sequence number or lock token".to_owned(),
                 });
             };

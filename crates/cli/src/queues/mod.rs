@@ -8,7 +8,6 @@
 //! exit 2.
 
 mod args;
-mod client;
 mod commands;
 mod render;
 
@@ -21,7 +20,7 @@ use reqwest::Url;
 use serde_json::Value;
 
 use crate::instances::args::{parse_timeout, parse_url};
-use client::{Client, Error};
+use crate::remote::{self, Remote};
 
 /// The most messages one receive or peek carries (the server's limit).
 const MAX_BATCH: u32 = 100;
@@ -184,44 +183,17 @@ struct Lock {
 }
 
 pub fn queues(args: &QueuesArgs) -> ExitCode {
-    let result = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Usage(format!("cannot start the runtime: {e}")))
-        .and_then(|rt| {
-            let client = Client::new(
+    remote::execute(
+        "queues",
+        || {
+            Remote::new(
                 args.url.clone(),
                 &args.prefix,
+                "queues",
                 args.key.clone(),
                 args.timeout,
-            )?;
-            rt.block_on(commands::run(&client, args.json, &args.command))
-        });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => report(&e),
-    }
-}
-
-fn report(e: &Error) -> ExitCode {
-    match e {
-        Error::Unreachable { url, cause } => {
-            eprintln!("baton queues: could not reach {url}: {cause}");
-        }
-        Error::Refused { status, doc, body } => {
-            let text = crate::instances::render::problem(*status, doc);
-            eprint!("baton queues: {text}");
-            if doc.is_null() && !body.is_empty() {
-                eprintln!("  {}", crate::instances::render::truncate(body, 500));
-            }
-        }
-        Error::Unexpected { url, what } => {
-            eprintln!("baton queues: {url}: {what}");
-        }
-        Error::Usage(what) => {
-            eprintln!("baton queues: {what}");
-            return ExitCode::from(2);
-        }
-    }
-    ExitCode::from(1)
+            )
+        },
+        |client| async move { commands::run(&client, args.json, &args.command).await },
+    )
 }

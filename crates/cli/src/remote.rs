@@ -1,9 +1,21 @@
-//! The HTTP side of `baton queues`: one reqwest client and the routes of docs/queues.md.
+//! The HTTP side shared by the commands that are clients of a running `baton serve`
+//! (`baton instances`, `baton queues`): one reqwest client, the URL of a route under the API's
+//! prefix, one request at a time, and how a failure is told on standard error.
+//!
+//! Exit status: 1 when the server cannot be reached or refuses, 2 for bad input found only at
+//! run time (clap answers bad arguments with 2 too).
 
+use std::future::Future;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode, Url};
 use serde_json::Value;
+
+use crate::instances::render;
+
+/// The header carrying a paging token, both ways.
+const CONTINUATION: &str = "x-ms-continuation-token";
 
 /// Why a request came to nothing.
 #[derive(Debug)]
@@ -18,7 +30,7 @@ pub enum Error {
     },
     /// A 2xx answer whose body is not what the API promises.
     Unexpected { url: String, what: String },
-    /// Bad input found only at run time (an unreadable `--file`).
+    /// Bad input found only at run time (an unreadable `--data` or `--file`).
     Usage(String),
 }
 
@@ -27,6 +39,8 @@ pub enum Error {
 pub struct Answer {
     pub status: StatusCode,
     pub body: Vec<u8>,
+    /// The paging token of a list's page (`x-ms-continuation-token`), when there is a next one.
+    pub continuation: Option<String>,
 }
 
 impl Answer {
@@ -59,9 +73,14 @@ pub struct Body {
 
 impl Body {
     pub fn json(v: &Value) -> Self {
+        Self::json_text(v.to_string())
+    }
+
+    /// A body that is already JSON text.
+    pub fn json_text(text: String) -> Self {
         Self {
             content_type: "application/json".to_owned(),
-            bytes: v.to_string().into_bytes(),
+            bytes: text.into_bytes(),
         }
     }
 }
@@ -87,21 +106,34 @@ impl Request {
             wait: Duration::ZERO,
         }
     }
+
+    /// Asks for the page after the one `token` came with.
+    pub fn continuation(mut self, token: Option<&str>) -> Self {
+        if let Some(t) = token {
+            self.headers.push((CONTINUATION, t.to_owned()));
+        }
+        self
+    }
 }
 
+/// A client of one server's routes under `{base}/{prefix}/{collection}`.
 #[derive(Debug)]
-pub struct Client {
+pub struct Remote {
     http: reqwest::Client,
     base: Url,
-    prefix: Vec<String>,
+    /// The API prefix's segments, then the collection (`instances`, `queues`).
+    path: Vec<String>,
     key: Option<String>,
     timeout: Duration,
 }
 
-impl Client {
+impl Remote {
+    /// `prefix` is the API's route prefix (`api`, or `/runtime/webhooks/durabletask/`); `key`
+    /// goes with every request as `x-functions-key`; `timeout` bounds each request.
     pub fn new(
         base: Url,
         prefix: &str,
+        collection: &str,
         key: Option<String>,
         timeout: Duration,
     ) -> Result<Self, Error> {
@@ -114,9 +146,10 @@ impl Client {
         Ok(Self {
             http,
             base,
-            prefix: prefix
+            path: prefix
                 .split('/')
                 .filter(|s| !s.is_empty())
+                .chain([collection])
                 .map(str::to_owned)
                 .collect(),
             key: key.filter(|k| !k.is_empty()),
@@ -124,14 +157,14 @@ impl Client {
         })
     }
 
-    /// `{base}/{prefix}/queues/{segments…}`, each segment percent-encoded.
+    /// `{base}/{prefix}/{collection}/{segments…}`, each segment percent-encoded; the base's own
+    /// query is dropped.
     pub fn url(&self, segments: &[&str], query: &[(&str, String)]) -> Url {
         let mut url = self.base.clone();
         url.set_query(None);
         if let Ok(mut path) = url.path_segments_mut() {
             path.pop_if_empty();
-            path.extend(&self.prefix);
-            path.push("queues");
+            path.extend(&self.path);
             path.extend(segments);
         }
         if !query.is_empty() {
@@ -164,12 +197,70 @@ impl Client {
         };
         let resp = req.send().await.map_err(unreachable)?;
         let status = resp.status();
+        let continuation = resp
+            .headers()
+            .get(CONTINUATION)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned);
         let body = resp.bytes().await.map_err(unreachable)?.to_vec();
         if !status.is_success() {
             return Err(refused(status, &body));
         }
-        Ok(Answer { status, body })
+        Ok(Answer {
+            status,
+            body,
+            continuation,
+        })
     }
+}
+
+/// Runs `command` (named in messages as `baton {name}`) with a client made by `connect`, on a
+/// runtime of its own, and tells how it ended.
+pub fn execute<C, F>(
+    name: &str,
+    connect: impl FnOnce() -> Result<C, Error>,
+    command: impl FnOnce(C) -> F,
+) -> ExitCode
+where
+    F: Future<Output = Result<(), Error>>,
+{
+    let result = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Usage(format!("cannot start the runtime: {e}")))
+        .and_then(|rt| {
+            let client = connect()?;
+            rt.block_on(command(client))
+        });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => report(name, &e),
+    }
+}
+
+/// Prints why `baton {name}` failed and returns its exit status.
+fn report(name: &str, e: &Error) -> ExitCode {
+    match e {
+        Error::Unreachable { url, cause } => {
+            eprintln!("baton {name}: could not reach {url}: {cause}");
+        }
+        Error::Refused { status, doc, body } => {
+            let text = render::problem(*status, doc);
+            eprint!("baton {name}: {text}");
+            if doc.is_null() && !body.is_empty() {
+                eprintln!("  {}", render::truncate(body, 500));
+            }
+        }
+        Error::Unexpected { url, what } => {
+            eprintln!("baton {name}: {url}: {what}");
+        }
+        Error::Usage(what) => {
+            eprintln!("baton {name}: {what}");
+            return ExitCode::from(2);
+        }
+    }
+    ExitCode::from(1)
 }
 
 fn refused(status: StatusCode, body: &[u8]) -> Error {
@@ -200,10 +291,11 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
 mod tests {
     use super::*;
 
-    fn client(base: &str, prefix: &str) -> Client {
-        Client::new(
+    fn remote(base: &str, prefix: &str, collection: &str) -> Remote {
+        Remote::new(
             Url::parse(base).unwrap(),
             prefix,
+            collection,
             None,
             Duration::from_secs(1),
         )
@@ -211,17 +303,27 @@ mod tests {
     }
 
     #[test]
-    fn routes_sit_under_the_base_and_the_prefix_with_encoded_segments() {
-        let c = client("http://127.0.0.1:7071", "api");
+    fn routes_sit_under_the_base_the_prefix_and_the_collection_with_encoded_segments() {
+        let c = remote("http://127.0.0.1:7071", "api", "instances");
+        assert_eq!(
+            c.url(&["a b/c", "raiseEvent", "go"], &[]).as_str(),
+            "http://127.0.0.1:7071/api/instances/a%20b%2Fc/raiseEvent/go"
+        );
+        let c = remote(
+            "https://h/base/?x=1",
+            "/runtime/webhooks/durabletask/",
+            "instances",
+        );
+        assert_eq!(
+            c.url(&[], &[("name", "A&B".to_owned())]).as_str(),
+            "https://h/base/runtime/webhooks/durabletask/instances?name=A%26B"
+        );
+        let c = remote("http://127.0.0.1:7071", "api", "queues");
         assert_eq!(
             c.url(&["orders", "messages", "3", "3.1"], &[]).as_str(),
             "http://127.0.0.1:7071/api/queues/orders/messages/3/3.1"
         );
-        assert_eq!(
-            c.url(&["a b/c", "sessions"], &[]).as_str(),
-            "http://127.0.0.1:7071/api/queues/a%20b%2Fc/sessions"
-        );
-        let c = client("https://h/base/?x=1", "/v1/");
+        let c = remote("https://h/base/?x=1", "/v1/", "queues");
         assert_eq!(
             c.url(
                 &["q", "messages", "head"],
@@ -231,8 +333,14 @@ mod tests {
             "https://h/base/v1/queues/q/messages/head?sessionId=a%26b"
         );
         assert_eq!(
-            client("http://h", "").url(&[], &[]).as_str(),
+            remote("http://h", "", "queues").url(&[], &[]).as_str(),
             "http://h/queues"
+        );
+        assert_eq!(
+            remote("http://h", "", "instances")
+                .url(&["x"], &[])
+                .as_str(),
+            "http://h/instances/x"
         );
     }
 
@@ -248,5 +356,19 @@ mod tests {
             (status, doc["detail"].as_str()),
             (410, Some("the lock is lost"))
         );
+        let Error::Refused { doc, body, .. } = refused(StatusCode::BAD_GATEWAY, b"bad gateway\n")
+        else {
+            panic!("not a refusal");
+        };
+        assert_eq!((doc, body.as_str()), (Value::Null, "bad gateway"));
+    }
+
+    #[test]
+    fn a_continuation_token_rides_in_its_header_only_when_there_is_one() {
+        let url = Url::parse("http://h/api/instances").unwrap();
+        let r = Request::new(Method::GET, url.clone()).continuation(None);
+        assert!(r.headers.is_empty());
+        let r = Request::new(Method::GET, url).continuation(Some("tok"));
+        assert_eq!(r.headers, vec![(CONTINUATION, "tok".to_owned())]);
     }
 }
