@@ -3,11 +3,14 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // helpers of tests may fail loudly
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
+
+mod support;
+
+use support::Server;
 
 use serde_json::Value;
 
@@ -42,48 +45,7 @@ fn app() -> tempfile::TempDir {
     dir
 }
 
-struct Server {
-    child: Child,
-    addr: String,
-}
-
 impl Server {
-    /// Starts `baton serve` for the app in `dir` on 127.0.0.1:0 and reads the address it
-    /// announces (at most 50 lines of start-up output).
-    fn start(dir: &Path) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_baton"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--app"])
-            .arg(dir)
-            .current_dir(dir)
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("baton starts");
-        let stderr = child.stderr.take().expect("stderr");
-        let mut lines = BufReader::new(stderr).lines();
-        let mut addr = None;
-        let mut seen = Vec::new();
-        for line in lines.by_ref().take(50) {
-            let line = line.expect("line");
-            if let Some(rest) = line.split(" on http://").nth(1) {
-                addr = Some(rest.trim().to_owned());
-                break;
-            }
-            seen.push(line);
-        }
-        // Keep draining stderr so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        let addr = addr.unwrap_or_else(|| {
-            let _ = child.kill();
-            panic!("the server announced no address:\n{}", seen.join("\n"))
-        });
-        Self { child, addr }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
     /// Starts an instance of `function` and answers its id.
     fn start_instance(&self, function: &str, body: &str) -> String {
         let mut s = TcpStream::connect(&self.addr).expect("connect");
@@ -142,13 +104,6 @@ impl Server {
     }
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn baton(url: &str, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_baton"))
         .arg("instances")
@@ -176,7 +131,7 @@ fn rows(table: &str) -> Vec<&str> {
 #[test]
 fn a_listening_instance_is_listed_shown_raised_and_purged() {
     let dir = app();
-    let server = Server::start(dir.path());
+    let server = Server::start(dir.path(), &[]);
     let slow = server.start_instance("Slow", r#"{"n": 1}"#);
     let quick = server.start_instance("Quick", "{}");
     server.wait_for(&quick, "Completed");
@@ -283,7 +238,7 @@ fn a_listening_instance_is_listed_shown_raised_and_purged() {
 #[test]
 fn instances_are_suspended_resumed_and_terminated() {
     let dir = app();
-    let server = Server::start(dir.path());
+    let server = Server::start(dir.path(), &[]);
     let id = server.start_instance("Slow", "{}");
     server.wait_for(&id, "Running");
 
@@ -346,7 +301,7 @@ fn instances_are_suspended_resumed_and_terminated() {
 #[test]
 fn listings_page_with_continuation_tokens() {
     let dir = app();
-    let server = Server::start(dir.path());
+    let server = Server::start(dir.path(), &[]);
     let ids: Vec<String> = (0..3)
         .map(|_| server.start_instance("Quick", "{}"))
         .collect();
@@ -405,7 +360,7 @@ fn a_host_key_is_sent_and_refusals_are_readable() {
         .expect("runs");
     assert!(key.status.success());
     let key = String::from_utf8(key.stdout).unwrap().trim().to_owned();
-    let server = Server::start(dir.path());
+    let server = Server::start(dir.path(), &[]);
 
     let refused = server.cli(&["list"]);
     assert_eq!(refused.status.code(), Some(1));

@@ -3,11 +3,14 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // helpers of tests may fail loudly
 
-use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
+
+mod support;
+
+use support::Server;
 
 use serde_json::{Value, json};
 
@@ -27,48 +30,7 @@ fn app() -> tempfile::TempDir {
     dir
 }
 
-struct Server {
-    child: Child,
-    addr: String,
-}
-
 impl Server {
-    /// Starts `baton serve` for the app in `dir` on 127.0.0.1:0 and reads the address it
-    /// announces (at most 50 lines of start-up output).
-    fn start(dir: &Path) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_baton"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--app"])
-            .arg(dir)
-            .current_dir(dir)
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("baton starts");
-        let stderr = child.stderr.take().expect("stderr");
-        let mut lines = BufReader::new(stderr).lines();
-        let mut addr = None;
-        let mut seen = Vec::new();
-        for line in lines.by_ref().take(50) {
-            let line = line.expect("line");
-            if let Some(rest) = line.split(" on http://").nth(1) {
-                addr = Some(rest.trim().to_owned());
-                break;
-            }
-            seen.push(line);
-        }
-        // Keep draining stderr so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        let addr = addr.unwrap_or_else(|| {
-            let _ = child.kill();
-            panic!("the server announced no address:\n{}", seen.join("\n"))
-        });
-        Self { child, addr }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
     /// `baton queues ARGS` against this server.
     fn cli(&self, args: &[&str]) -> Output {
         baton(&self.url(), args)
@@ -108,13 +70,6 @@ impl Server {
             .expect("baton runs");
         child.stdin.take().unwrap().write_all(input).unwrap();
         child.wait_with_output().expect("baton ends")
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -164,7 +119,7 @@ fn row_of<'t>(table: &'t str, first: &str) -> Vec<&'t str> {
 #[test]
 fn messages_are_sent_listed_peeked_received_and_settled() {
     let dir = app();
-    let server = Server::start(dir.path());
+    let server = Server::start(dir.path(), &[]);
 
     let table = server.ok(&["list"]);
     assert_eq!(
@@ -334,7 +289,7 @@ fn messages_are_sent_listed_peeked_received_and_settled() {
 #[test]
 fn the_dead_letter_queue_is_shown_and_redriven() {
     let dir = app();
-    let server = Server::start(dir.path());
+    let server = Server::start(dir.path(), &[]);
     for n in 1..=3 {
         server.ok(&["send", "orders", "--body", &n.to_string()]);
     }
@@ -388,7 +343,7 @@ fn the_dead_letter_queue_is_shown_and_redriven() {
 #[test]
 fn a_session_queue_is_received_by_session() {
     let dir = app();
-    let server = Server::start(dir.path());
+    let server = Server::start(dir.path(), &[]);
     let refused = server.cli(&["send", "tasks", "--body", "1"]);
     assert_eq!(refused.status.code(), Some(1));
     assert!(
@@ -434,7 +389,7 @@ fn a_session_queue_is_received_by_session() {
 #[test]
 fn a_waiting_receive_gets_a_message_sent_meanwhile() {
     let dir = app();
-    let server = Server::start(dir.path());
+    let server = Server::start(dir.path(), &[]);
     let waiting = command(&server.url())
         .args(["receive", "orders", "--wait", "30s", "--json"])
         .stdout(Stdio::piped())
@@ -458,7 +413,7 @@ fn a_waiting_receive_gets_a_message_sent_meanwhile() {
 #[test]
 fn unknown_queues_and_bad_usage_are_errors() {
     let dir = app();
-    let server = Server::start(dir.path());
+    let server = Server::start(dir.path(), &[]);
     for line in [
         &["peek", "nope"][..],
         &["send", "nope", "--body", "1"],

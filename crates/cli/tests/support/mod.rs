@@ -80,23 +80,33 @@ impl Server {
         let stderr = child.stderr.take().expect("stderr");
         let mut lines = BufReader::new(stderr).lines();
         let mut addr = None;
+        let mut seen = Vec::new();
         for line in lines.by_ref().take(50) {
             let line = line.expect("line");
             if let Some(rest) = line.split(" on http://").nth(1) {
                 addr = Some(rest.trim().to_owned());
                 break;
             }
+            seen.push(line);
         }
+        // Keep draining stderr so the server never blocks on a full pipe.
         let tally = tally.clone();
         std::thread::spawn(move || {
             for line in lines.map_while(Result::ok) {
                 tally.count(&line);
             }
         });
-        Self {
-            child,
-            addr: addr.expect("the server announced its address"),
-        }
+        let Some(addr) = addr else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the server announced no address:\n{}", seen.join("\n"))
+        };
+        Self { child, addr }
+    }
+
+    /// `http://{addr}`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
     }
 
     pub fn pid(&self) -> u32 {
@@ -117,6 +127,14 @@ impl Server {
     pub fn kill(mut self) {
         self.child.kill().expect("kill");
         self.child.wait().expect("reaped");
+    }
+}
+
+/// A server still running when its test ends (or panics) is killed, not left behind.
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
