@@ -11,6 +11,7 @@ mod remote;
 mod run;
 mod serve;
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -39,8 +40,8 @@ struct Cli {
     command: Command,
 }
 
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-enum LogFormat {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
     Text,
     Json,
 }
@@ -83,8 +84,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cli.log));
+    // Colours only for a person at a terminal: a log file, a pipe or journald gets plain text.
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     match cli.log_format {
         LogFormat::Text => logs.init(),
@@ -97,7 +101,7 @@ fn main() -> ExitCode {
             secrets,
             allow,
         } => run::run(&file, input.as_deref(), secrets.as_deref(), allow),
-        Command::Serve(args) => serve::serve(&args),
+        Command::Serve(args) => serve::serve(&args, cli.log_format),
         Command::Keys(args) => keys::keys(&args),
         Command::Instances(args) => instances::instances(&args),
         Command::Queues(args) => queues::queues(&args),

@@ -10,6 +10,8 @@ use baton_core::expr::Budget;
 use baton_engine::Runner;
 use baton_host::{App, Express, Host, Instances, Keys, Settings, runtime};
 
+use crate::LogFormat;
+
 /// Flags of `baton serve`; they win over `baton.toml` and `BATON_*` variables.
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
@@ -82,11 +84,12 @@ fn prepare(args: &ServeArgs) -> Result<Prepared, String> {
     })
 }
 
-pub fn serve(args: &ServeArgs) -> ExitCode {
+pub fn serve(args: &ServeArgs, format: LogFormat) -> ExitCode {
+    let out = Banner::for_format(format);
     let prepared = match prepare(args) {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("baton serve: {e}");
+            out.failed(&e.to_string());
             return ExitCode::from(2);
         }
     };
@@ -96,20 +99,20 @@ pub fn serve(args: &ServeArgs) -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("baton serve: cannot start the runtime: {e}");
+            out.failed(&format!("cannot start the runtime: {e}"));
             return ExitCode::from(2);
         }
     };
-    match rt.block_on(run(prepared)) {
+    match rt.block_on(run(prepared, out)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("baton serve: {e}");
+            out.failed(&e);
             ExitCode::from(1)
         }
     }
 }
 
-async fn run(p: Prepared) -> Result<(), String> {
+async fn run(p: Prepared, out: Banner) -> Result<(), String> {
     let config = &p.app.config;
     // Bound first: workflows are told the address they can call their sibling functions at.
     let listener = tokio::net::TcpListener::bind(p.addr)
@@ -133,7 +136,7 @@ async fn run(p: Prepared) -> Result<(), String> {
     let durable = host.instances.clone();
     let runner = host.runner.clone();
     let express = Express::new(runner, Settings::from_config(config));
-    announce(&p.app, addr, p.dev_mode, &p.keys, durable.as_deref());
+    announce(out, &p.app, addr, p.dev_mode, &p.keys, durable.as_deref());
     let grace = config.host.shutdown_grace.0.to_std();
     let state = ApiState {
         app: p.app.clone(),
@@ -158,7 +161,7 @@ async fn run(p: Prepared) -> Result<(), String> {
     };
     let server =
         axum::serve(listener, baton_api::router(state)).with_graceful_shutdown(async move {
-            shutdown_signal().await;
+            shutdown_signal(out).await;
             let _ = stop_tx.send(true);
         });
     let mut stop_rx = stop_rx;
@@ -178,30 +181,97 @@ async fn run(p: Prepared) -> Result<(), String> {
     {
         tracing::debug!("the dispatcher had not stopped; exiting anyway");
     }
-    eprintln!("Baton stopped.");
+    out.say("Baton stopped.");
     Ok(())
 }
 
-fn announce(app: &App, addr: SocketAddr, dev_mode: bool, keys: &Keys, durable: Option<&Instances>) {
+/// Where `baton serve`'s own lines go (the start-up banner, shutdown, a failure to start):
+/// standard error as written, for a person; or, with `--log-format json`, log events with the
+/// same messages and their parts as fields, so that every line on standard error is one JSON
+/// object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Banner {
+    Text,
+    Events,
+}
+
+impl Banner {
+    fn for_format(format: LogFormat) -> Self {
+        match format {
+            LogFormat::Text => Banner::Text,
+            LogFormat::Json => Banner::Events,
+        }
+    }
+
+    fn say(self, line: &str) {
+        match self {
+            Banner::Text => eprintln!("{line}"),
+            Banner::Events => tracing::info!("{line}"),
+        }
+    }
+
+    fn failed(self, why: &str) {
+        match self {
+            Banner::Text => eprintln!("baton serve: {why}"),
+            Banner::Events => tracing::error!("baton serve: {why}"),
+        }
+    }
+}
+
+fn announce(
+    out: Banner,
+    app: &App,
+    addr: SocketAddr,
+    dev_mode: bool,
+    keys: &Keys,
+    durable: Option<&Instances>,
+) {
     let prefix = app.config.host.route_prefix.trim_matches('/');
-    eprintln!(
-        "Baton {} serving {} on http://{addr}",
-        env!("CARGO_PKG_VERSION"),
-        app.origin
-    );
-    if dev_mode {
-        eprintln!(
-            "Local development mode: no keys are configured, so every route is open (loopback only)."
-        );
+    let version = env!("CARGO_PKG_VERSION");
+    let serving = format!("Baton {version} serving {} on http://{addr}", app.origin);
+    let access = if dev_mode {
+        "Local development mode: no keys are configured, so every route is open (loopback only)."
+            .to_owned()
     } else {
-        eprintln!(
+        format!(
             "{} host key(s), keys for {} function(s).",
             keys.host.len(),
             keys.functions.values().filter(|v| !v.is_empty()).count()
-        );
+        )
+    };
+    let store = durable.map(Instances::describe);
+    if out == Banner::Events {
+        tracing::info!(version, app = %app.origin, address = %format!("http://{addr}"), "{serving}");
+        if dev_mode {
+            tracing::warn!(dev_mode, "{access}");
+        } else {
+            tracing::info!(dev_mode, "{access}");
+        }
+        if let Some(store) = &store {
+            tracing::info!(store = %store, "Durable instances are kept in {store}.");
+        }
+        for f in &app.functions {
+            match &f.queue {
+                Some(q) => tracing::info!(
+                    function = %f.name, queue = %q, durable = true,
+                    "Function '{}': queueTrigger `{q}`", f.name
+                ),
+                None => {
+                    let url = format!("http://{addr}/{prefix}/{}", f.route);
+                    tracing::info!(
+                        function = %f.name, methods = %f.methods.join(","), url = %url,
+                        auth = f.auth.as_str(), durable = f.is_durable(),
+                        "Function '{}': [{}] {url} ({})", f.name, f.methods.join(","), f.auth.as_str()
+                    );
+                }
+            }
+        }
+        return;
     }
-    if let Some(d) = durable {
-        eprintln!("Durable instances are kept in {}.", d.describe());
+    eprintln!("{serving}");
+    eprintln!("{access}");
+    if let Some(store) = &store {
+        eprintln!("Durable instances are kept in {store}.");
     }
     eprintln!("\nFunctions:\n");
     for f in &app.functions {
@@ -221,7 +291,7 @@ fn announce(app: &App, addr: SocketAddr, dev_mode: bool, keys: &Keys, durable: O
     eprintln!();
 }
 
-async fn shutdown_signal() {
+async fn shutdown_signal(out: Banner) {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -240,5 +310,5 @@ async fn shutdown_signal() {
         () = ctrl_c => {},
         () = term => {},
     }
-    eprintln!("Shutting down: no new connections; finishing in-flight requests.");
+    out.say("Shutting down: no new connections; finishing in-flight requests.");
 }

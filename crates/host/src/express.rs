@@ -488,7 +488,8 @@ fn executed(counters: &Counters, function: &Function, id: &str, started: Instant
             function = %function.name, instance = %id, duration_ms = ms as u64,
             "Executed '{}' (Succeeded, Id={id}, Duration={ms}ms)", function.name
         ),
-        (status, error) => tracing::info!(
+        // A failed execution is an error for whoever runs the host, as in the Functions host.
+        (status, error) => tracing::error!(
             function = %function.name, instance = %id, duration_ms = ms as u64,
             "Executed '{}' (Failed, Id={id}, Duration={ms}ms, Error={})",
             function.name,

@@ -354,18 +354,22 @@ impl Ended {
         } = self;
         let succeeded = *status == RuntimeStatus::Completed;
         meters.of(function, workflow).ended(succeeded);
-        if succeeded {
-            tracing::info!(
+        let error = error.as_deref().unwrap_or(status.as_str());
+        match status {
+            RuntimeStatus::Completed => tracing::info!(
                 function = %function, instance = %id, duration_ms = *ms,
                 "Executed '{function}' (Succeeded, Id={id}, Duration={ms}ms)"
-            );
-        } else {
-            tracing::info!(
+            ),
+            // Terminating is an operator's decision, not a fault.
+            RuntimeStatus::Terminated => tracing::info!(
                 function = %function, instance = %id, duration_ms = *ms,
-                "Executed '{function}' ({}, Id={id}, Duration={ms}ms, Error={})",
-                if *status == RuntimeStatus::Terminated { "Terminated" } else { "Failed" },
-                error.as_deref().unwrap_or(status.as_str())
-            );
+                "Executed '{function}' (Terminated, Id={id}, Duration={ms}ms, Error={error})"
+            ),
+            // A failed execution is an error for whoever runs the host, as in the Functions host.
+            _ => tracing::error!(
+                function = %function, instance = %id, duration_ms = *ms,
+                "Executed '{function}' (Failed, Id={id}, Duration={ms}ms, Error={error})"
+            ),
         }
     }
 }
