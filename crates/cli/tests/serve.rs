@@ -138,7 +138,7 @@ fn bad_configuration_is_refused_with_file_line_and_field() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("baton.toml:3:1: unknown field `max_bodybytes`"),
+        err.contains("baton.toml:3:1: limits.max_bodybytes: unknown field `max_bodybytes`"),
         "{err}"
     );
 }

@@ -258,9 +258,13 @@ impl App {
                     .ok_or_else(|| AppError::Binding {
                         file: source.describe("baton.toml"),
                         message: format!(
-                            "functions.{name}.workflow: no workflow is named `{}` (workflows: {})",
+                            "functions.{name}.workflow: no workflow is named `{}` ({})",
                             f.workflow,
-                            sorted_keys(&workflows)
+                            if workflows.is_empty() {
+                                "the app's workflows/ folder has none".to_owned()
+                            } else {
+                                format!("workflows: {}", sorted_keys(&workflows))
+                            }
                         ),
                     })?;
             let route = f.route.clone().unwrap_or_else(|| name.clone());
@@ -336,6 +340,23 @@ mod tests {
         )
         .expect("write");
         let e = App::from_dir(dir.path()).expect_err("unbound");
-        assert!(e.to_string().contains("no workflow is named `nope`"), "{e}");
+        assert!(
+            e.to_string()
+                .ends_with("no workflow is named `nope` (the app's workflows/ folder has none)"),
+            "{e}"
+        );
+        std::fs::create_dir_all(dir.path().join("workflows")).expect("mkdir");
+        std::fs::write(
+            dir.path().join("workflows/yes.yaml"),
+            "document: {dsl: '1.0.0', namespace: t, name: yes, version: '1.0.0'}\n\
+             do:\n  - a:\n      set: {ok: true}\n",
+        )
+        .expect("write");
+        let e = App::from_dir(dir.path()).expect_err("unbound");
+        assert!(
+            e.to_string()
+                .ends_with("no workflow is named `nope` (workflows: yes)"),
+            "{e}"
+        );
     }
 }

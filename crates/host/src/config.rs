@@ -421,10 +421,21 @@ impl<'de> Deserialize<'de> for ConfigDuration {
 impl Config {
     /// Parses `baton.toml` text; `file` names it in errors.
     pub fn parse(text: &str, file: &str) -> Result<Self, ConfigError> {
-        let config: Self = toml::from_str(text).map_err(|e| ConfigError {
+        let located = |e: toml::de::Error, field: String| ConfigError {
             file: file.to_owned(),
             position: e.span().map(|s| line_col(text, s.start)),
-            message: e.message().trim().to_owned(),
+            message: if field.is_empty() || field == "." {
+                e.message().trim().to_owned()
+            } else {
+                format!("{field}: {}", e.message().trim())
+            },
+        };
+        let doc = toml::Deserializer::parse(text).map_err(|e| located(e, String::new()))?;
+        // The path to the field at fault (`functions.Validate.mode`), which toml's own error
+        // leaves out when a value, rather than a key, is wrong.
+        let config: Self = serde_path_to_error::deserialize(doc).map_err(|e| {
+            let field = e.path().to_string();
+            located(e.into_inner(), field)
         })?;
         config.validate(file)?;
         Ok(config)

@@ -267,9 +267,9 @@ impl Expr {
             .map_err(|errs| {
                 let undefined: Vec<String> = errs
                     .iter()
-                    .flat_map(|(_, es)| es.iter().map(|(name, u)| format!("{u:?} `{name}`")))
+                    .flat_map(|(_, es)| es.iter().map(|(name, u)| undefined(name, u)))
                     .collect();
-                fail(format!("undefined {}", undefined.join(", ")))
+                fail(undefined.join("; "))
             })?;
         Ok(Self {
             source: source.into(),
@@ -396,6 +396,17 @@ impl Expr {
             self.eval(input, scope, budget)?,
             Value::Null | Value::Bool(false)
         ))
+    }
+}
+
+/// What the compiler did not find, in jq's words: ``no function `frobnicate/0` ``, ``no variable
+/// `$nope` ``.
+fn undefined(name: &str, what: &jaq_core::compile::Undefined) -> String {
+    use jaq_core::compile::Undefined;
+    match what {
+        Undefined::Filter(arity) => format!("no function `{name}/{arity}`"),
+        Undefined::Var => format!("no variable `${}`", name.trim_start_matches('$')),
+        other => format!("no {} `{name}`", other.as_str()),
     }
 }
 

@@ -39,6 +39,18 @@ fn variables_come_from_the_scope() {
 fn unknown_variables_are_compile_errors() {
     let err = Expr::compile("$nope", &VarNames::default()).expect_err("must fail");
     assert!(matches!(err, ExprError::Compile { .. }), "{err}");
+    assert!(err.to_string().ends_with(": no variable `$nope`"), "{err}");
+}
+
+#[test]
+fn unknown_functions_are_named_with_their_arity() {
+    let err = Expr::compile(".a | frobnicate | ltrimstr(1; 2)", &VarNames::default())
+        .expect_err("must fail");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("no function `frobnicate/0`") && msg.contains("no function `ltrimstr/2`"),
+        "{msg}"
+    );
 }
 
 #[test]

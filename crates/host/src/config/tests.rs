@@ -64,25 +64,41 @@ fn errors_name_file_line_column_and_field() {
     assert_eq!(e.position, Some((3, 1)));
     assert!(
         e.to_string()
-            .starts_with("app/baton.toml:3:1: unknown field `max_bodybytes`"),
+            .starts_with("app/baton.toml:3:1: limits.max_bodybytes: unknown field `max_bodybytes`"),
         "{e}"
     );
+    // A wrong value names the field it was given for, not only the value.
     let e = Config::parse(
         "[functions.X]\nworkflow = \"w\"\nwait = \"soon\"\n",
         "baton.toml",
     )
     .expect_err("bad");
     assert_eq!(e.position.map(|p| p.0), Some(3));
+    assert!(e.message.starts_with("functions.X.wait: "), "{e}");
     assert!(e.message.contains("soon"), "{e}");
     let e = Config::parse(
         "[functions.X]\nworkflow = \"w\"\nauth = \"nobody\"\n",
         "baton.toml",
     )
     .expect_err("bad");
+    assert!(e.message.starts_with("functions.X.auth: "), "{e}");
     assert!(
         e.message.contains("nobody") && e.message.contains("anonymous"),
         "{e}"
     );
+    let e = Config::parse(
+        "[functions.X]\nworkflow = \"w\"\nmode = \"sometimes\"\n",
+        "app/baton.toml",
+    )
+    .expect_err("bad");
+    assert_eq!(
+        e.to_string(),
+        "app/baton.toml:3:8: functions.X.mode: unknown variant `sometimes`, expected `sync` or `async`"
+    );
+    // Bad TOML has no field to name, only a place.
+    let e = Config::parse("[limits\n", "baton.toml").expect_err("bad");
+    assert_eq!(e.position.map(|p| p.0), Some(1));
+    assert!(!e.message.starts_with('.'), "{e}");
 }
 
 #[test]
