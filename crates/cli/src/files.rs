@@ -41,18 +41,34 @@ impl Resolver for FileResolver {
     }
 }
 
+/// Why a workflow file could not be loaded.
+#[derive(Debug)]
+pub enum LoadFailure {
+    /// The file could not be read at all (missing, a folder, no permission).
+    Unreadable { file: String, reason: String },
+    /// The file was read; its text is not a workflow Baton runs.
+    Invalid(LoadError),
+}
+
+impl std::fmt::Display for LoadFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LoadFailure::Unreadable { file, reason } => {
+                write!(f, "{file}: cannot read the file: {reason}")
+            }
+            LoadFailure::Invalid(e) => e.fmt(f),
+        }
+    }
+}
+
 /// Loads a workflow file; errors name the file.
-pub fn load_workflow(path: &Path) -> Result<Workflow, LoadError> {
+pub fn load_workflow(path: &Path) -> Result<Workflow, LoadFailure> {
     let name = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        LoadError::new(
-            baton_core::LoadErrorKind::Syntax,
-            "",
-            format!("cannot read the file: {e}"),
-        )
-        .in_file(&name)
+    let text = std::fs::read_to_string(path).map_err(|e| LoadFailure::Unreadable {
+        file: name.clone(),
+        reason: e.to_string(),
     })?;
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
     load_str(&text, Format::from_path(&name), &FileResolver::new(&base))
-        .map_err(|e| e.in_file(name))
+        .map_err(|e| LoadFailure::Invalid(e.in_file(name)))
 }

@@ -1,6 +1,8 @@
 //! RFC 9457 problem documents for the command line's error output.
 
-use baton_core::{LoadError, WorkflowError};
+use baton_core::WorkflowError;
+
+use crate::files::LoadFailure;
 use serde_json::{Value, json};
 
 /// The problem document of a workflow fault.
@@ -13,9 +15,15 @@ pub fn from_fault(e: &WorkflowError) -> Value {
     v
 }
 
-/// The problem document of a definition that cannot be loaded.
-pub fn from_load(e: &LoadError) -> Value {
-    json!({
+/// The problem document of a workflow file that cannot be loaded.
+pub fn from_load(failure: &LoadFailure) -> Value {
+    let e = match failure {
+        LoadFailure::Unreadable { .. } => {
+            return usage("Cannot read the workflow file", failure);
+        }
+        LoadFailure::Invalid(e) => e,
+    };
+    let mut v = json!({
         "type": "https://serverlessworkflow.io/spec/1.0.0/errors/validation",
         "title": match e.kind {
             baton_core::LoadErrorKind::Syntax => "The workflow document is not valid YAML or JSON",
@@ -24,8 +32,12 @@ pub fn from_load(e: &LoadError) -> Value {
         },
         "status": 400,
         "detail": e.to_string(),
-        "instance": e.path,
-    })
+    });
+    // The JSON pointer of the part at fault; a fault of the whole document has none to give.
+    if !e.path.is_empty() {
+        v["instance"] = json!(e.path);
+    }
+    v
 }
 
 /// A usage problem (unreadable file, bad input).

@@ -224,6 +224,30 @@ fn malformed_documents_report_file_line_and_column() {
         detail.contains("bad.yaml:") && detail.chars().filter(|c| *c == ':').count() >= 3,
         "{detail}"
     );
+    assert_eq!(
+        problem["title"],
+        "The workflow document is not valid YAML or JSON"
+    );
+    // A fault of the whole document has no JSON pointer to give as its instance.
+    assert!(problem.get("instance").is_none(), "{problem}");
+}
+
+#[test]
+fn a_missing_workflow_file_is_a_file_problem_not_a_document_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("nowhere.yaml");
+    let out = baton().arg("run").arg(&file).output().expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    let problem: Value = serde_json::from_slice(&out.stderr).expect("problem+json");
+    assert_eq!(problem["title"], "Cannot read the workflow file");
+    assert_eq!(problem["type"], "about:blank");
+    let detail = problem["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains("nowhere.yaml: cannot read the file:"),
+        "{detail}"
+    );
+    let out = baton().arg("check").arg(&file).output().expect("runs");
+    assert_eq!(out.status.code(), Some(2), "a path that is not there");
 }
 
 #[test]
