@@ -177,7 +177,7 @@ fn trigger_operation(app: &App, f: &Function, method: &str, id: String) -> Opera
 fn refusals(op: OperationBuilder, app: &App, method: &str) -> OperationBuilder {
     let limits = &app.config.limits;
     let full = format!(
-        "The host is running its maximum of {} instances.",
+        "The host is running as many instances as it may at once ({}, limits.max_in_flight).",
         limits.max_in_flight
     );
     let not_allowed = problem("The function does not accept this method.");

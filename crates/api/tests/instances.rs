@@ -98,6 +98,10 @@ async fn a_full_host_answers_503_with_retry_after() {
     assert!(is_problem(&a));
     assert_eq!(a.headers["retry-after"], "1");
     assert_eq!(
+        a.body["detail"],
+        "the host is running as many instances as it may at once (1, limits.max_in_flight)"
+    );
+    assert_eq!(
         send(&s, get("/readyz")).await.status,
         StatusCode::SERVICE_UNAVAILABLE
     );

@@ -56,7 +56,7 @@ struct Table {
 
 /// The host is at its limit of running instances.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("the host is running its maximum of {0} instances")]
+#[error("the host is running as many instances as it may at once ({0}, limits.max_in_flight)")]
 pub struct Full(pub usize);
 
 const IN_FLIGHT: &str = "baton_instances_in_flight";
