@@ -240,55 +240,50 @@ fn announce(
         )
     };
     let store = durable.map(Instances::describe);
-    if out == Banner::Events {
-        tracing::info!(version, app = %app.origin, address = %format!("http://{addr}"), "{serving}");
-        if dev_mode {
-            tracing::warn!(dev_mode, "{access}");
-        } else {
-            tracing::info!(dev_mode, "{access}");
+    match out {
+        Banner::Text => {
+            eprintln!("{serving}");
+            eprintln!("{access}");
+            if let Some(store) = &store {
+                eprintln!("Durable instances are kept in {store}.");
+            }
+            eprintln!("\nFunctions:\n");
         }
-        if let Some(store) = &store {
-            tracing::info!(store = %store, "Durable instances are kept in {store}.");
-        }
-        for f in &app.functions {
-            match &f.queue {
-                Some(q) => tracing::info!(
-                    function = %f.name, queue = %q, durable = true,
-                    "Function '{}': queueTrigger `{q}`", f.name
-                ),
-                None => {
-                    let url = format!("http://{addr}/{prefix}/{}", f.route);
-                    tracing::info!(
-                        function = %f.name, methods = %f.methods.join(","), url = %url,
-                        auth = f.auth.as_str(), durable = f.is_durable(),
-                        "Function '{}': [{}] {url} ({})", f.name, f.methods.join(","), f.auth.as_str()
-                    );
-                }
+        Banner::Events => {
+            tracing::info!(version, app = %app.origin, address = %format!("http://{addr}"), "{serving}");
+            if dev_mode {
+                tracing::warn!(dev_mode, "{access}");
+            } else {
+                tracing::info!(dev_mode, "{access}");
+            }
+            if let Some(store) = &store {
+                tracing::info!(store = %store, "Durable instances are kept in {store}.");
             }
         }
-        return;
     }
-    eprintln!("{serving}");
-    eprintln!("{access}");
-    if let Some(store) = &store {
-        eprintln!("Durable instances are kept in {store}.");
-    }
-    eprintln!("\nFunctions:\n");
     for f in &app.functions {
-        if let Some(q) = &f.queue {
-            eprintln!("\t{}: queueTrigger `{q}`  (durable)", f.name);
-            continue;
+        let methods = f.methods.join(",");
+        let url = format!("http://{addr}/{prefix}/{}", f.route);
+        let (name, auth, durable) = (&f.name, f.auth.as_str(), f.is_durable());
+        match (out, &f.queue) {
+            (Banner::Text, Some(q)) => eprintln!("\t{name}: queueTrigger `{q}`  (durable)"),
+            (Banner::Text, None) => eprintln!(
+                "\t{name}: [{methods}] {url}  ({auth}{})",
+                if durable { ", durable" } else { "" }
+            ),
+            (Banner::Events, Some(q)) => tracing::info!(
+                function = %name, queue = %q, durable = true,
+                "Function '{name}': queueTrigger `{q}`"
+            ),
+            (Banner::Events, None) => tracing::info!(
+                function = %name, methods = %methods, url = %url, auth, durable,
+                "Function '{name}': [{methods}] {url} ({auth})"
+            ),
         }
-        eprintln!(
-            "\t{}: [{}] http://{addr}/{prefix}/{}  ({}{})",
-            f.name,
-            f.methods.join(","),
-            f.route,
-            f.auth.as_str(),
-            if f.is_durable() { ", durable" } else { "" }
-        );
     }
-    eprintln!();
+    if out == Banner::Text {
+        eprintln!();
+    }
 }
 
 async fn shutdown_signal(out: Banner) {

@@ -100,6 +100,17 @@ impl Serve {
         }
     }
 
+    /// Reads the `Executing '{function}'` line and then its `Executed` line; those two lines and
+    /// the instance id the first one gives.
+    fn execution(&mut self, function: &str) -> (String, String, String) {
+        let start = format!("Executing '{function}' ");
+        let executing = self.until(&start, |l| l.contains(&start));
+        let id = id_in(&executing);
+        let end = format!("Executed '{function}' ");
+        let executed = self.until(&end, |l| l.contains(&end));
+        (executing, id, executed)
+    }
+
     /// SIGTERM, then every line up to the end of standard error; the exit status.
     fn terminate(mut self) -> (std::process::ExitStatus, Vec<String>) {
         let pid = self.child.id().to_string();
@@ -188,10 +199,8 @@ fn every_instance_is_bracketed_by_the_hosts_execution_lines_in_plain_text() {
         .to_owned();
 
     assert_eq!(post(&addr, "Hello", r#"{"name": "Ada"}"#), 200);
-    let executing = serve.until("Executing 'Hello'", |l| l.contains("Executing 'Hello' "));
+    let (executing, id, executed) = serve.execution("Hello");
     assert!(executing.contains(REASON), "{executing}");
-    let id = id_in(&executing);
-    let executed = serve.until("Executed 'Hello'", |l| l.contains("Executed 'Hello' "));
     assert!(
         executed.contains(&format!("Executed 'Hello' (Succeeded, Id={id}, Duration=")),
         "{executed}"
@@ -200,9 +209,7 @@ fn every_instance_is_bracketed_by_the_hosts_execution_lines_in_plain_text() {
     assert!(executed.contains(" INFO "), "{executed}");
 
     assert_eq!(post(&addr, "Boom", "{}"), 422);
-    let executing = serve.until("Executing 'Boom'", |l| l.contains("Executing 'Boom' "));
-    let id = id_in(&executing);
-    let failed = serve.until("Executed 'Boom'", |l| l.contains("Executed 'Boom' "));
+    let (_, id, failed) = serve.execution("Boom");
     assert!(
         failed.contains(&format!("Executed 'Boom' (Failed, Id={id}, Duration=")),
         "{failed}"
@@ -218,10 +225,8 @@ fn every_instance_is_bracketed_by_the_hosts_execution_lines_in_plain_text() {
 
     // A durable instance: its end is written once its commit is stored, after the 202.
     assert_eq!(post(&addr, "Later", r#"{"name": "Grace"}"#), 202);
-    let executing = serve.until("Executing 'Later'", |l| l.contains("Executing 'Later' "));
+    let (executing, id, executed) = serve.execution("Later");
     assert!(executing.contains(REASON), "{executing}");
-    let id = id_in(&executing);
-    let executed = serve.until("Executed 'Later'", |l| l.contains("Executed 'Later' "));
     assert!(
         executed.contains(&format!("Executed 'Later' (Succeeded, Id={id}, Duration=")),
         "{executed}"
