@@ -263,12 +263,16 @@ fn with_log_format_json_every_line_is_one_json_object_from_start_to_stop() {
     assert_eq!(hello["durable"], false);
 
     assert_eq!(post(&addr, "Hello", r#"{"name": "Ada"}"#), 200);
-    let executed = serve.until("Executed 'Hello'", |l| {
-        doc(l)["message"]
-            .as_str()
-            .is_some_and(|m| m.starts_with("Executed 'Hello'"))
-    });
-    let executed = doc(&executed);
+    // The event whose message starts `Executed '{function}'`.
+    let executed_event = |serve: &mut Serve, function: &str| -> Value {
+        let start = format!("Executed '{function}'");
+        doc(&serve.until(&start, |l| {
+            doc(l)["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with(&start))
+        }))
+    };
+    let executed = executed_event(&mut serve, "Hello");
     assert_eq!(executed["level"], "INFO");
     assert_eq!(executed["function"], "Hello");
     assert!(executed["duration_ms"].is_u64(), "{executed}");
@@ -282,12 +286,7 @@ fn with_log_format_json_every_line_is_one_json_object_from_start_to_stop() {
     );
 
     assert_eq!(post(&addr, "Boom", "{}"), 422);
-    let failed = serve.until("Executed 'Boom'", |l| {
-        doc(l)["message"]
-            .as_str()
-            .is_some_and(|m| m.starts_with("Executed 'Boom'"))
-    });
-    let failed = doc(&failed);
+    let failed = executed_event(&mut serve, "Boom");
     assert_eq!(failed["level"], "ERROR");
     assert_eq!(failed["function"], "Boom");
 
